@@ -1,0 +1,34 @@
+"""flujo: multi-step workflows over a typed, shared context, with durable runs and managed state."""
+
+from flujo.application.runner import Flujo
+from flujo.domain.dsl import Pipeline, Step, step
+from flujo.domain.errors import ConfigurationError, FlujoError
+from flujo.domain.interfaces import StateProvider
+from flujo.domain.models import (
+    ContextReference,
+    PipelineContext,
+    PipelineResult,
+    StepConfig,
+    StepOutput,
+    StepResult,
+    UsageLimits,
+)
+
+__all__ = [
+    "ConfigurationError",
+    "ContextReference",
+    "Flujo",
+    "FlujoError",
+    "Pipeline",
+    "PipelineContext",
+    "PipelineResult",
+    "StateProvider",
+    "Step",
+    "StepConfig",
+    "StepOutput",
+    "StepResult",
+    "UsageLimits",
+    "step",
+]
+
+__version__ = "0.1.0"

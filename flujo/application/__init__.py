@@ -1,0 +1,1 @@
+"""Application layer: how pipelines run (executor, runner); depends on the domain only."""

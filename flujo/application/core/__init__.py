@@ -1,0 +1,1 @@
+"""The executor and the run loop behind the ``Flujo`` facade."""

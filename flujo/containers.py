@@ -1,0 +1,130 @@
+"""``FlujoContainer``: the composition root, the one place that names concrete parts.
+
+Every provider name below is public API: configure parts through ``config``
+(or a YAML profile), swap them in tests with ``override``, and embed the
+container in a host application with ``providers.Container(FlujoContainer, ...)``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dependency_injector import containers, providers
+
+from flujo.application.core.execution_backend import LocalExecutionBackend
+from flujo.application.core.executor_core import ExecutorCore
+from flujo.domain.errors import ConfigurationError
+from flujo.domain.interfaces import CacheBackend, Hasher, Serializer, Telemetry, UsageMeter
+from flujo.infra.caches import InMemoryLRUCache
+from flujo.infra.hashing import Blake3Hasher
+from flujo.infra.serialization import OrjsonSerializer
+from flujo.infra.state.memory import InMemoryBackend
+from flujo.infra.state.sqlite import SQLiteBackend
+from flujo.infra.telemetry import LoggingTelemetry, NullTelemetry
+from flujo.infra.usage import ThreadSafeMeter
+from flujo.settings import load_settings
+
+__all__ = ["DefaultParts", "FlujoContainer", "default_parts", "load_profile"]
+
+
+def new_run_id() -> str:
+    """Return a fresh random run id."""
+    return uuid.uuid4().hex
+
+
+def load_profile(path: str | Path) -> dict[str, Any]:
+    """Read and validate a YAML profile; return its configuration as a dict."""
+    import yaml  # only profile users pay for the YAML import
+
+    profile = Path(path)
+    try:
+        raw = yaml.safe_load(profile.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read container profile {profile}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"container profile {profile} is not valid YAML: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigurationError(
+            f"container profile {profile} must be a mapping, got {type(raw).__name__}"
+        )
+    load_settings(raw, source=f"profile {profile}")
+    return raw
+
+
+class FlujoContainer(containers.DeclarativeContainer):
+    """Wires serializer, hasher, cache, telemetry, usage meter, state and executor."""
+
+    config = providers.Configuration()
+    settings = providers.Singleton(load_settings, config)
+
+    serializer = providers.Singleton(OrjsonSerializer)
+    hasher = providers.Singleton(Blake3Hasher)
+    cache_backend = providers.Selector(
+        settings.provided.cache.backend,
+        memory=providers.Singleton(
+            InMemoryLRUCache, max_entries=settings.provided.cache.max_entries
+        ),
+    )
+    telemetry = providers.Selector(
+        settings.provided.telemetry.backend,
+        logging=providers.Singleton(
+            LoggingTelemetry, logger_name=settings.provided.telemetry.logger_name
+        ),
+        null=providers.Singleton(NullTelemetry),
+    )
+    usage_meter = providers.Factory(ThreadSafeMeter)
+    state_providers = providers.Dict()
+    state_backend = providers.Selector(
+        settings.provided.state.backend,
+        memory=providers.Singleton(InMemoryBackend),
+        sqlite=providers.Singleton(SQLiteBackend, path=settings.provided.state.sqlite_path),
+    )
+    run_id = providers.Callable(new_run_id)
+    clock = providers.Callable(time.time)
+
+    executor = providers.Factory(
+        ExecutorCore,
+        serializer=serializer,
+        hasher=hasher,
+        cache_backend=cache_backend,
+        telemetry=telemetry,
+        usage_meter=usage_meter,
+        state_providers=state_providers,
+        on_missing_provider=settings.provided.state.on_missing_provider,
+    )
+    execution_backend = providers.Factory(LocalExecutionBackend, executor=executor)
+
+    @classmethod
+    def from_profile(cls, path: str | Path) -> Any:
+        """Return a new container configured from the YAML profile at ``path``."""
+        container = cls()
+        container.config.from_dict(load_profile(path))
+        return container
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultParts:
+    """The parts an ``ExecutorCore`` built without arguments uses."""
+
+    serializer: Serializer
+    hasher: Hasher
+    cache_backend: CacheBackend
+    telemetry: Telemetry
+    usage_meter: UsageMeter
+
+
+def default_parts() -> DefaultParts:
+    """Fresh default parts, all in memory, for an ``ExecutorCore`` built by hand."""
+    return DefaultParts(
+        serializer=OrjsonSerializer(),
+        hasher=Blake3Hasher(),
+        cache_backend=InMemoryLRUCache(),
+        telemetry=LoggingTelemetry(),
+        usage_meter=ThreadSafeMeter(),
+    )

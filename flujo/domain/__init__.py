@@ -1,0 +1,1 @@
+"""Domain layer: models, protocols, errors and the DSL; imports nothing else of flujo."""

@@ -1,0 +1,242 @@
+"""``Step``: one named unit of work wrapping a callable or an agent."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+
+from flujo.domain.errors import ConfigurationError
+from flujo.domain.models import StepConfig
+
+if TYPE_CHECKING:
+    from flujo.domain.dsl.pipeline import Pipeline
+
+__all__ = ["AgentLike", "Step", "StepInvoker", "step"]
+
+InT = TypeVar("InT")
+OutT = TypeVar("OutT")
+NextT = TypeVar("NextT")
+A = TypeVar("A")
+B = TypeVar("B")
+P = ParamSpec("P")
+
+StepInvoker = Callable[[Any, Any, Any], Any]
+"""``(data, context, resources) -> value or awaitable``: how the executor calls a step."""
+
+
+class AgentLike(Protocol):
+    """Any object with ``async run(data, **kwargs)``."""
+
+    async def run(self, data: Any, **kwargs: Any) -> Any:
+        """Produce the step's output from its input."""
+        ...
+
+
+def _accepted_keywords(fn: Callable[..., Any], *, skip_first: bool) -> tuple[bool, bool, bool]:
+    """Return (takes ``context``, takes ``resources``, takes ``**kwargs``) for ``fn``."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # builtins without a signature take only the input
+        return False, False, False
+    if skip_first:
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if not positional and not any(p.kind is p.VAR_POSITIONAL for p in params):
+            raise ConfigurationError(
+                f"{getattr(fn, '__qualname__', fn)!r} takes no positional parameter; a step "
+                "callable receives the step input as its first argument"
+            )
+        if positional:
+            params.remove(positional[0])
+    names = {p.name: p.kind for p in params}
+    keyword_kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    var_kw = any(p.kind is p.VAR_KEYWORD for p in params)
+    return names.get("context") in keyword_kinds, names.get("resources") in keyword_kinds, var_kw
+
+
+def _is_async_callable(fn: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _make_invoker(fn: Callable[..., Any], with_context: bool, with_resources: bool) -> StepInvoker:
+    # Each shape gets its own closure so the hot path does no branching per call.
+    if with_context and with_resources:
+        return lambda data, context, resources: fn(data, context=context, resources=resources)
+    if with_context:
+        return lambda data, context, resources: fn(data, context=context)
+    if with_resources:
+        return lambda data, context, resources: fn(data, resources=resources)
+    return lambda data, context, resources: fn(data)
+
+
+class Step(Generic[InT, OutT]):
+    """One named unit of work: a sync or async callable, or an agent with ``async run``.
+
+    Build one with :meth:`from_callable`, the :func:`step` decorator, or
+    ``Step(name, agent=obj)``; compose with ``>>``.
+    """
+
+    __slots__ = ("agent", "config", "invoke", "is_async", "name")
+
+    name: str
+    config: StepConfig
+    invoke: StepInvoker
+    is_async: bool
+    agent: AgentLike | None
+
+    def __init__(
+        self,
+        name: str,
+        agent: AgentLike | None = None,
+        *,
+        config: StepConfig | None = None,
+        max_retries: int | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigurationError(f"a step needs a non-empty name, got {name!r}")
+        self.name = name
+        self.config = _config(config, max_retries, timeout_s, False)
+        self.agent = agent
+        if agent is None:
+            # from_callable fills invoke/is_async right after construction.
+            self.invoke = _missing_invoker(name)
+            self.is_async = False
+            return
+        run = getattr(agent, "run", None)
+        if not callable(run):
+            raise ConfigurationError(
+                f"step {name!r}: agent {type(agent).__name__} has no callable `run(data, **kwargs)`"
+            )
+        with_context, with_resources, var_kw = _accepted_keywords(run, skip_first=True)
+        self.invoke = _make_invoker(run, with_context or var_kw, with_resources or var_kw)
+        self.is_async = _is_async_callable(run)
+
+    @overload
+    @classmethod
+    def from_callable(
+        cls,
+        fn: Callable[Concatenate[A, P], Awaitable[B]],
+        *,
+        name: str | None = None,
+        config: StepConfig | None = None,
+        max_retries: int | None = None,
+        timeout_s: float | None = None,
+        run_in_thread: bool = False,
+    ) -> Step[A, B]: ...
+
+    @overload
+    @classmethod
+    def from_callable(
+        cls,
+        fn: Callable[Concatenate[A, P], B],
+        *,
+        name: str | None = None,
+        config: StepConfig | None = None,
+        max_retries: int | None = None,
+        timeout_s: float | None = None,
+        run_in_thread: bool = False,
+    ) -> Step[A, B]: ...
+
+    @classmethod
+    def from_callable(
+        cls,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        config: StepConfig | None = None,
+        max_retries: int | None = None,
+        timeout_s: float | None = None,
+        run_in_thread: bool = False,
+    ) -> Step[Any, Any]:
+        """Wrap a sync or async callable whose first parameter is the step input.
+
+        The callable also receives the run's context if it declares a
+        keyword-only ``context`` parameter, and the runner's resources if it
+        declares ``resources``. A sync callable runs inline on the event loop
+        unless ``run_in_thread=True`` (or it has a timeout, which needs a thread).
+        """
+        if not callable(fn):
+            raise ConfigurationError(
+                f"Step.from_callable needs a callable, got {type(fn).__name__}: {fn!r}"
+            )
+        step_name = name if name is not None else getattr(fn, "__name__", type(fn).__name__)
+        made: Step[Any, Any] = cls(step_name)
+        made.config = _config(config, max_retries, timeout_s, run_in_thread)
+        with_context, with_resources, _ = _accepted_keywords(fn, skip_first=True)
+        made.invoke = _make_invoker(fn, with_context, with_resources)
+        made.is_async = _is_async_callable(fn)
+        return made
+
+    def __rshift__(self, other: Step[OutT, NextT] | Pipeline[OutT, NextT]) -> Pipeline[InT, NextT]:
+        from flujo.domain.dsl.pipeline import Pipeline
+
+        return Pipeline.of(self) >> other
+
+    def __repr__(self) -> str:
+        return f"Step({self.name!r})"
+
+
+def _missing_invoker(name: str) -> StepInvoker:
+    def invoke(data: Any, context: Any, resources: Any) -> Any:
+        raise ConfigurationError(f"step {name!r} has neither an agent nor a callable")
+
+    return invoke
+
+
+def _config(
+    config: StepConfig | None,
+    max_retries: int | None,
+    timeout_s: float | None,
+    run_in_thread: bool,
+) -> StepConfig:
+    if config is not None:
+        if max_retries is not None or timeout_s is not None or run_in_thread:
+            raise ConfigurationError("pass either config=StepConfig(...) or its fields, not both")
+        return config
+    return StepConfig(
+        max_retries=0 if max_retries is None else max_retries,
+        timeout_s=timeout_s,
+        run_in_thread=run_in_thread,
+    )
+
+
+@overload
+def step(fn: Callable[Concatenate[A, P], Awaitable[B]], /) -> Step[A, B]: ...
+@overload
+def step(fn: Callable[Concatenate[A, P], B], /) -> Step[A, B]: ...
+@overload
+def step(
+    *,
+    name: str | None = None,
+    config: StepConfig | None = None,
+    max_retries: int | None = None,
+    timeout_s: float | None = None,
+    run_in_thread: bool = False,
+) -> Callable[[Callable[..., Any]], Step[Any, Any]]: ...
+def step(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    config: StepConfig | None = None,
+    max_retries: int | None = None,
+    timeout_s: float | None = None,
+    run_in_thread: bool = False,
+) -> Step[Any, Any] | Callable[[Callable[..., Any]], Step[Any, Any]]:
+    """Turn a function into a ``Step``: ``@step`` or ``@step(name=..., max_retries=...)``."""
+
+    def wrap(func: Callable[..., Any]) -> Step[Any, Any]:
+        return Step.from_callable(
+            func,
+            name=name,
+            config=config,
+            max_retries=max_retries,
+            timeout_s=timeout_s,
+            run_in_thread=run_in_thread,
+        )
+
+    return wrap if fn is None else wrap(fn)

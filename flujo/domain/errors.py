@@ -1,0 +1,80 @@
+"""The one error tree of flujo.
+
+Every error flujo raises on purpose derives from :class:`FlujoError`, split by
+the phase in which it happens::
+
+    FlujoError
+    ├── ConfigurationError            bad input found before anything runs
+    ├── ExecutionError                a run could not go on
+    │   ├── StepTimeoutError          one step attempt ran past its timeout
+    │   └── UsageLimitExceededError   a run spent more than its UsageLimits allow
+    └── StateError                    managed state and durable run state
+        ├── ReferenceNotHydratedError   a ContextReference read before it was loaded
+        ├── StateLoadError              a StateProvider failed to load a reference
+        ├── StateSaveError              a StateProvider failed to save a reference
+        └── StateBackendError           a run-state backend failed or holds bad data
+            └── RunNotFoundError        no run with that id
+
+Errors raised by third-party libraries are converted at the boundary of the
+part that uses them, with the original exception chained as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "ExecutionError",
+    "FlujoError",
+    "ReferenceNotHydratedError",
+    "RunNotFoundError",
+    "StateBackendError",
+    "StateError",
+    "StateLoadError",
+    "StateSaveError",
+    "StepTimeoutError",
+    "UsageLimitExceededError",
+]
+
+
+class FlujoError(Exception):
+    """Base of every error flujo raises on purpose."""
+
+
+class ConfigurationError(FlujoError):
+    """Bad input found before anything runs: a misspelt setting, a bad pipeline."""
+
+
+class ExecutionError(FlujoError):
+    """A run could not go on."""
+
+
+class StepTimeoutError(ExecutionError):
+    """One attempt of a step ran longer than its ``timeout_s``."""
+
+
+class UsageLimitExceededError(ExecutionError):
+    """A run spent more cost or tokens than its ``UsageLimits`` allow."""
+
+
+class StateError(FlujoError):
+    """Managed state or durable run state failed."""
+
+
+class ReferenceNotHydratedError(StateError):
+    """A ``ContextReference`` was read before its value was loaded."""
+
+
+class StateLoadError(StateError):
+    """A ``StateProvider`` failed to load the value of a reference."""
+
+
+class StateSaveError(StateError):
+    """A ``StateProvider`` failed to save the value of a reference."""
+
+
+class StateBackendError(StateError):
+    """A run-state backend failed, or holds a record it cannot read."""
+
+
+class RunNotFoundError(StateBackendError):
+    """No run with the given id exists in the state backend."""

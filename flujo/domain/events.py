@@ -1,0 +1,56 @@
+"""Typed events passed to runner hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flujo.domain.models import StepResult
+
+if TYPE_CHECKING:
+    from flujo.domain.models import PipelineResult
+
+__all__ = ["Hook", "HookEvent", "RunFinished", "RunStarted", "StepFinished", "StepStarted"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    """A run is about to execute its first step."""
+
+    run_id: str
+    pipeline_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepStarted:
+    """A step is about to run."""
+
+    run_id: str
+    step_name: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepFinished:
+    """A step ended, successfully or not (see ``result.success``)."""
+
+    run_id: str
+    step_name: str
+    index: int
+    result: StepResult
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished:
+    """A run ended; ``result`` is what ``run_async`` returns."""
+
+    run_id: str
+    result: PipelineResult[Any]
+
+
+HookEvent = RunStarted | StepStarted | StepFinished | RunFinished
+"""Any event a hook may receive."""
+
+Hook = Callable[[HookEvent], Awaitable[None] | None]
+"""A sync or async callable taking one event; its failures are reported, not fatal."""

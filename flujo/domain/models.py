@@ -1,0 +1,213 @@
+"""The data a pipeline runs over and returns: context, references, results, limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from flujo.domain.errors import ConfigurationError, ReferenceNotHydratedError
+
+__all__ = [
+    "ContextReference",
+    "PipelineContext",
+    "PipelineResult",
+    "RunStatus",
+    "StepConfig",
+    "StepOutput",
+    "StepResult",
+    "UsageLimits",
+]
+
+T = TypeVar("T")
+ContextT = TypeVar("ContextT", bound="PipelineContext")
+
+RunStatus = Literal["running", "paused", "completed", "failed"]
+"""Where a run stands: still going, waiting for a human, done, or stopped by a failure."""
+
+
+class _Unset:
+    """Marker type for a reference whose value was never loaded."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<not hydrated>"
+
+
+_UNSET: Any = _Unset()
+
+
+class ContextReference(BaseModel, Generic[T]):
+    """A pointer to a value held by a ``StateProvider``; it serializes as the pointer only.
+
+    flujo loads (hydrates) the value before the first step of a run and saves it
+    after a step that changed it. ``get()`` reads the value, ``set(v)`` replaces it.
+    Copies made with ``copy.deepcopy`` carry the pointer, never the value, so no
+    hydrated data travels from one context into another.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider_id: str = Field(min_length=1, description="Id of the provider in the registry.")
+    key: str = Field(min_length=1, description="Key of the value inside that provider.")
+
+    _value: Any = PrivateAttr(default=_UNSET)
+    _dirty: bool = PrivateAttr(default=False)
+    _digest: str | None = PrivateAttr(default=None)
+
+    def get(self) -> T | None:
+        """Return the hydrated value (``None`` when the provider holds none yet)."""
+        value = self._value
+        if value is _UNSET:
+            raise ReferenceNotHydratedError(
+                f"ContextReference(provider_id={self.provider_id!r}, key={self.key!r}) "
+                "was read before it was hydrated; run it through a Flujo runner or "
+                "ExecutorCore with that provider registered"
+            )
+        return value  # type: ignore[no-any-return]
+
+    def set(self, value: T | None) -> None:
+        """Replace the value and mark it changed, so it is saved after the current step."""
+        self._value = value
+        self._dirty = True
+
+    @property
+    def is_hydrated(self) -> bool:
+        """Whether the value was loaded (or set) in this context."""
+        return self._value is not _UNSET
+
+    @property
+    def is_dirty(self) -> bool:
+        """Whether the value was ``set()`` since it was last loaded or saved."""
+        return self._dirty
+
+    def _hydrate(self, value: Any, digest: str | None) -> None:
+        """Install a value loaded from the provider (framework use)."""
+        self._value = value
+        self._dirty = False
+        self._digest = digest
+
+    def _mark_saved(self, digest: str | None) -> None:
+        """Record that the current value is what the provider holds (framework use)."""
+        self._dirty = False
+        self._digest = digest
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> ContextReference[T]:
+        # Copying the pointer only keeps hydrated data out of class defaults and
+        # context copies: its cost never grows with the referenced data.
+        return type(self).model_construct(provider_id=self.provider_id, key=self.key)
+
+    def __copy__(self) -> ContextReference[T]:
+        return self.__deepcopy__()
+
+    def __repr__(self) -> str:
+        state = "hydrated" if self.is_hydrated else "not hydrated"
+        return f"ContextReference(provider_id={self.provider_id!r}, key={self.key!r}, {state})"
+
+
+class PipelineContext(BaseModel):
+    """Base of every run context: subclass it with the fields your steps share.
+
+    Each run validates a fresh instance from ``initial_context_data``; steps that
+    declare a keyword-only ``context`` parameter receive it and may change it.
+    """
+
+    run_id: str | None = Field(default=None, description="Id of the run using this context.")
+    scratchpad: dict[str, Any] = Field(
+        default_factory=dict, description="Free-form notes steps may share."
+    )
+
+
+class StepResult(BaseModel):
+    """What one step did: its output, whether it succeeded, and what it cost."""
+
+    name: str
+    output: Any = None
+    success: bool = True
+    attempts: int = 1
+    latency_s: float = 0.0
+    feedback: str | None = None
+    cost_usd: float = 0.0
+    token_counts: int = 0
+
+
+class PipelineResult(BaseModel, Generic[ContextT]):
+    """The outcome of one run."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    run_id: str
+    status: RunStatus
+    success: bool
+    output: Any = None
+    step_history: list[StepResult] = Field(default_factory=list)
+    final_pipeline_context: ContextT | None = None
+    total_cost_usd: float = 0.0
+    total_tokens: int = 0
+    error: str | None = None
+    """Why the run failed outside any step (a usage limit, a failed final save)."""
+
+    @property
+    def feedback(self) -> str | None:
+        """The feedback of the last failed step, if any."""
+        for result in reversed(self.step_history):
+            if not result.success:
+                return result.feedback
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class StepConfig:
+    """How a step is run: retries and the timeout of each attempt."""
+
+    max_retries: int = 0
+    """Extra attempts after a failed one (0 = run once)."""
+    timeout_s: float | None = None
+    """Seconds one attempt may take; ``None`` = no limit."""
+    run_in_thread: bool = False
+    """Run a sync callable in a worker thread instead of inline on the event loop."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
+            raise ConfigurationError(f"max_retries must be an int, got {self.max_retries!r}")
+        if self.max_retries < 0:
+            raise ConfigurationError(f"max_retries must be >= 0, got {self.max_retries}")
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise ConfigurationError(f"timeout_s must be > 0 or None, got {self.timeout_s!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageLimits:
+    """Upper bounds on what one run may spend; ``None`` means unbounded."""
+
+    total_cost_usd_limit: float | None = None
+    total_tokens_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.total_cost_usd_limit is not None and not self.total_cost_usd_limit > 0:
+            raise ConfigurationError(
+                f"total_cost_usd_limit must be > 0, got {self.total_cost_usd_limit!r}"
+            )
+        if self.total_tokens_limit is not None and not self.total_tokens_limit > 0:
+            raise ConfigurationError(
+                f"total_tokens_limit must be > 0, got {self.total_tokens_limit!r}"
+            )
+
+    def exceeded_by(self, cost_usd: float, tokens: int) -> str | None:
+        """Say which limit ``cost_usd`` / ``tokens`` pass, or ``None`` if neither."""
+        if self.total_cost_usd_limit is not None and cost_usd > self.total_cost_usd_limit:
+            return f"cost ${cost_usd:.6f} exceeds the limit of ${self.total_cost_usd_limit:.6f}"
+        if self.total_tokens_limit is not None and tokens > self.total_tokens_limit:
+            return f"{tokens} tokens exceed the limit of {self.total_tokens_limit}"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutput(Generic[T]):
+    """A step's return value with the cost and tokens it used."""
+
+    value: T
+    cost_usd: float = 0.0
+    tokens: int = 0

@@ -1,0 +1,1 @@
+"""Concrete parts behind the domain protocols; only ``flujo.containers`` wires them."""

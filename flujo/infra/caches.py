@@ -1,0 +1,50 @@
+"""In-process step-result cache: a bounded LRU with optional time-to-live."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from flujo.domain.errors import ConfigurationError
+
+__all__ = ["InMemoryLRUCache"]
+
+
+class InMemoryLRUCache:
+    """Keeps at most ``max_entries`` values; the least recently used goes first."""
+
+    def __init__(self, max_entries: int = 1024, clock: Callable[[], float] = time.monotonic):
+        if max_entries <= 0:
+            raise ConfigurationError(f"cache max_entries must be > 0, got {max_entries}")
+        self._max = max_entries
+        self._clock = clock
+        self._data: OrderedDict[str, tuple[Any, float | None]] = OrderedDict()
+
+    async def get(self, key: str) -> Any | None:
+        """Return the live value under ``key``, or ``None``."""
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        value, expires = entry
+        if expires is not None and self._clock() >= expires:
+            del self._data[key]
+            return None
+        self._data.move_to_end(key)
+        return value
+
+    async def set(self, key: str, value: Any, ttl_s: float | None = None) -> None:
+        """Store ``value``; evict the oldest entry when full."""
+        expires = None if ttl_s is None else self._clock() + ttl_s
+        self._data[key] = (value, expires)
+        self._data.move_to_end(key)
+        while len(self._data) > self._max:
+            self._data.popitem(last=False)
+
+    async def clear(self) -> None:
+        """Remove every entry."""
+        self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)

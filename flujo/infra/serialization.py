@@ -1,0 +1,36 @@
+"""JSON serialization with orjson; pydantic models become their JSON form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+
+__all__ = ["OrjsonSerializer"]
+
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json")
+    if isinstance(obj, set | frozenset):
+        return sorted(obj, key=repr)  # sorted so equal sets hash equally
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise TypeError(f"cannot serialize {type(obj).__qualname__} to JSON")
+
+
+class OrjsonSerializer:
+    """Serializer for plain data, dataclasses and pydantic models (never pickle)."""
+
+    __slots__ = ()
+
+    def dumps(self, obj: Any) -> bytes:
+        """Serialize ``obj`` to JSON bytes; ``TypeError`` for values JSON cannot hold."""
+        return orjson.dumps(obj, default=_default, option=_OPTIONS)
+
+    def loads(self, data: bytes) -> Any:
+        """Parse JSON bytes."""
+        return orjson.loads(data)

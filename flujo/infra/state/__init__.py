@@ -1,0 +1,1 @@
+"""Run-state backends: where durable runs are checkpointed."""
