@@ -48,7 +48,7 @@ class ContextReference(BaseModel, Generic[T]):
     hydrated data travels from one context into another.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     provider_id: str = Field(min_length=1, description="Id of the provider in the registry.")
     key: str = Field(min_length=1, description="Key of the value inside that provider.")
@@ -114,6 +114,9 @@ class PipelineContext(BaseModel):
     declare a keyword-only ``context`` parameter receive it and may change it.
     """
 
+    # Schemas are built on first use, not at import: `import flujo` stays fast.
+    model_config = ConfigDict(defer_build=True)
+
     run_id: str | None = Field(default=None, description="Id of the run using this context.")
     scratchpad: dict[str, Any] = Field(
         default_factory=dict, description="Free-form notes steps may share."
@@ -122,6 +125,8 @@ class PipelineContext(BaseModel):
 
 class StepResult(BaseModel):
     """What one step did: its output, whether it succeeded, and what it cost."""
+
+    model_config = ConfigDict(defer_build=True)
 
     name: str
     output: Any = None
@@ -132,11 +137,49 @@ class StepResult(BaseModel):
     cost_usd: float = 0.0
     token_counts: int = 0
 
+    @classmethod
+    def trusted(
+        cls,
+        name: str,
+        output: Any,
+        success: bool,
+        attempts: int,
+        latency_s: float,
+        feedback: str | None,
+        cost_usd: float,
+        token_counts: int,
+    ) -> StepResult:
+        """Build a result from values the executor already knows are valid (no validation)."""
+        # Same end state as model_construct at a fraction of its cost: this runs once per step.
+        result = object.__new__(cls)
+        _set = object.__setattr__
+        _set(
+            result,
+            "__dict__",
+            {
+                "name": name,
+                "output": output,
+                "success": success,
+                "attempts": attempts,
+                "latency_s": latency_s,
+                "feedback": feedback,
+                "cost_usd": cost_usd,
+                "token_counts": token_counts,
+            },
+        )
+        _set(result, "__pydantic_fields_set__", set(_STEP_RESULT_FIELDS))
+        _set(result, "__pydantic_extra__", None)
+        _set(result, "__pydantic_private__", None)
+        return result
+
+
+_STEP_RESULT_FIELDS = frozenset(StepResult.model_fields)
+
 
 class PipelineResult(BaseModel, Generic[ContextT]):
     """The outcome of one run."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, defer_build=True)
 
     run_id: str
     status: RunStatus

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Mapping
 
-from flujo.domain.interfaces import AttributeValue
+from flujo.domain.interfaces import AttributeValue, Span
 
 __all__ = ["LoggingTelemetry", "NullTelemetry"]
 
@@ -41,21 +41,6 @@ class _LogSpan:
             self._logger.debug("%s %.3f ms %s", self._name, elapsed_ms, self._attributes)
 
 
-class LoggingTelemetry:
-    """Spans as DEBUG log records (failures at INFO), warnings as WARNING."""
-
-    def __init__(self, logger_name: str = "flujo") -> None:
-        self._logger = logging.getLogger(logger_name)
-
-    def start_span(self, name: str, attributes: Mapping[str, AttributeValue]) -> _LogSpan:
-        """Open a span that logs its duration when it ends."""
-        return _LogSpan(self._logger, name, dict(attributes))
-
-    def warning(self, message: str) -> None:
-        """Log ``message`` at WARNING."""
-        self._logger.warning(message)
-
-
 class _NullSpan:
     __slots__ = ()
 
@@ -72,10 +57,27 @@ class _NullSpan:
 _NULL_SPAN = _NullSpan()
 
 
+class LoggingTelemetry:
+    """Spans as DEBUG log records (failures at INFO), warnings as WARNING."""
+
+    def __init__(self, logger_name: str = "flujo") -> None:
+        self._logger = logging.getLogger(logger_name)
+
+    def start_span(self, name: str, attributes: Mapping[str, AttributeValue]) -> Span:
+        """Open a span that logs its duration when it ends (a no-op span if nothing would log)."""
+        if not self._logger.isEnabledFor(logging.INFO):
+            return _NULL_SPAN
+        return _LogSpan(self._logger, name, dict(attributes))
+
+    def warning(self, message: str) -> None:
+        """Log ``message`` at WARNING."""
+        self._logger.warning(message)
+
+
 class NullTelemetry:
     """Records nothing; warnings still reach the ``flujo`` logger."""
 
-    def start_span(self, name: str, attributes: Mapping[str, AttributeValue]) -> _NullSpan:
+    def start_span(self, name: str, attributes: Mapping[str, AttributeValue]) -> Span:
         """Return a span that does nothing."""
         return _NULL_SPAN
 

@@ -26,7 +26,7 @@ from flujo.domain.models import StepConfig, StepOutput, StepResult
 
 __all__ = ["ExecutorCore"]
 
-_new_result = StepResult.model_construct
+_new_result = StepResult.trusted
 
 
 class ExecutorCore:

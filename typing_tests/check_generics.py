@@ -1,0 +1,43 @@
+"""Static checks of flujo's generics, run by mypy in CI (`mypy flujo typing_tests`)."""
+
+from __future__ import annotations
+
+from typing import assert_type
+
+from flujo import ContextReference, Flujo, Pipeline, PipelineContext, PipelineResult, Step, step
+
+
+class Ctx(PipelineContext):
+    ref: ContextReference[list[int]] = ContextReference(provider_id="p", key="k")
+
+
+async def to_len(data: str) -> int:
+    return len(data)
+
+
+def to_str(data: int, *, context: Ctx) -> str:
+    return str(data)
+
+
+@step
+async def double(data: int) -> int:
+    return data * 2
+
+
+def check() -> None:
+    first = Step.from_callable(to_len)
+    assert_type(first, Step[str, int])
+    second = Step.from_callable(to_str)
+    assert_type(second, Step[int, str])
+    assert_type(double, Step[int, int])
+    pipeline = first >> double >> second
+    assert_type(pipeline, Pipeline[str, str])
+    runner = Flujo(pipeline, context_model=Ctx)
+    assert_type(runner, Flujo[str, str, Ctx])
+    result = runner.run("abc")
+    assert_type(result, PipelineResult[Ctx])
+    context = result.final_pipeline_context
+    assert context is not None
+    assert_type(context.ref.get(), list[int] | None)
+    plain = Flujo(first)
+    assert_type(plain, Flujo[str, int, PipelineContext])
