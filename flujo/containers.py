@@ -23,6 +23,7 @@ from flujo.infra.caches import InMemoryLRUCache
 from flujo.infra.hashing import Blake3Hasher
 from flujo.infra.serialization import OrjsonSerializer
 from flujo.infra.state.memory import InMemoryBackend
+from flujo.infra.state.postgres import PostgresBackend
 from flujo.infra.state.sqlite import SQLiteBackend
 from flujo.infra.telemetry import LoggingTelemetry, NullTelemetry
 from flujo.infra.usage import ThreadSafeMeter
@@ -81,9 +82,10 @@ class FlujoContainer(containers.DeclarativeContainer):
     usage_meter = providers.Factory(ThreadSafeMeter)
     state_providers = providers.Dict()
     state_backend = providers.Selector(
-        settings.provided.state.backend,
+        settings.provided.state.resolved_backend,
         memory=providers.Singleton(InMemoryBackend),
         sqlite=providers.Singleton(SQLiteBackend, path=settings.provided.state.sqlite_path),
+        postgres=providers.Singleton(PostgresBackend, dsn=settings.provided.state.postgres_dsn),
     )
     run_id = providers.Callable(new_run_id)
     clock = providers.Callable(time.time)

@@ -6,13 +6,16 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from flujo.domain.errors import ConfigurationError
+from flujo.domain.validation import summarize
 
 __all__ = [
+    "STATE_URI_ENV",
     "CacheSettings",
     "FlujoSettings",
+    "StateBackendName",
     "StateSettings",
     "TelemetrySettings",
     "default_state_path",
@@ -31,23 +34,83 @@ class CacheSettings(_Strict):
     max_entries: int = Field(default=1024, gt=0)
 
 
-class StateSettings(_Strict):
-    """Durable run state and managed state."""
+StateBackendName = Literal["memory", "sqlite", "postgres"]
+"""The run-state backends a profile can name."""
 
-    backend: Literal["memory", "sqlite"] = "sqlite"
-    uri: str | None = Field(
-        default=None,
-        description="SQLite file path; default: $XDG_STATE_HOME/flujo/runs.db "
-        "(~/.local/state/flujo/runs.db).",
-    )
+_SCHEMES: dict[str, StateBackendName] = {
+    "memory": "memory",
+    "sqlite": "sqlite",
+    "postgres": "postgres",
+    "postgresql": "postgres",
+}
+STATE_URI_ENV = "FLUJO_STATE_URI"
+"""Environment variable giving ``state.uri`` when a profile leaves it unset."""
+
+
+class StateSettings(_Strict):
+    """Durable run state and managed state.
+
+    ``uri`` picks the store: ``memory://``, ``sqlite:///path/to/runs.db`` (or a
+    bare path) or ``postgresql://user:pass@host/db``. Unset, it comes from
+    ``$FLUJO_STATE_URI``, else the SQLite file at ``default_state_path()``.
+    ``backend`` may be left out: the URI's scheme decides.
+    """
+
+    backend: StateBackendName | None = None
+    uri: str | None = None
     on_missing_provider: Literal["error", "warn"] = "error"
+
+    @model_validator(mode="after")
+    def _check_uri(self) -> StateSettings:
+        self.resolved_backend  # noqa: B018 - raises for an unknown scheme or a mismatch
+        return self
+
+    @property
+    def effective_uri(self) -> str | None:
+        """``uri``, or ``$FLUJO_STATE_URI`` when unset (read when asked, not at import)."""
+        return self.uri if self.uri is not None else os.environ.get(STATE_URI_ENV) or None
+
+    @property
+    def resolved_backend(self) -> StateBackendName:
+        """The backend this configuration selects."""
+        uri = self.effective_uri
+        from_uri: StateBackendName | None = None
+        if uri is not None:
+            scheme, sep, _ = uri.partition("://")
+            if sep:
+                if scheme.lower() not in _SCHEMES:
+                    supported = ", ".join(f"{s}://" for s in _SCHEMES)
+                    raise ValueError(
+                        f"state URI scheme {scheme!r} is not supported; use one of {supported}"
+                    )
+                from_uri = _SCHEMES[scheme.lower()]
+            else:
+                from_uri = "sqlite"  # a bare path names a SQLite file
+        if self.backend is not None and from_uri is not None and from_uri != self.backend:
+            if self.uri is None:
+                return self.backend  # an explicit backend beats the environment
+            raise ValueError(f"state.backend is {self.backend!r} but state.uri names {from_uri!r}")
+        return self.backend or from_uri or "sqlite"
 
     @property
     def sqlite_path(self) -> Path:
-        """The SQLite file this profile's run state lives in."""
-        if self.uri is None:
-            return default_state_path()
-        return Path(self.uri.removeprefix("sqlite:///")).expanduser()
+        """The SQLite file this configuration's run state lives in."""
+        uri = self.effective_uri
+        if uri is not None and uri.lower().startswith("sqlite://"):
+            uri = uri[len("sqlite://") :]  # sqlite:///abs/path -> /abs/path
+        elif uri is not None and "://" in uri:
+            uri = None  # another store's URI (an overridden environment): use the default file
+        return Path(uri).expanduser() if uri else default_state_path()
+
+    @property
+    def postgres_dsn(self) -> str:
+        """The PostgreSQL DSN (only meaningful when the backend is ``postgres``)."""
+        uri = self.effective_uri
+        if self.resolved_backend == "postgres" and uri is None:
+            raise ConfigurationError(
+                f"state.backend is 'postgres' but no DSN is set: give state.uri or ${STATE_URI_ENV}"
+            )
+        return uri or ""
 
 
 class TelemetrySettings(_Strict):
@@ -76,8 +139,4 @@ def load_settings(raw: dict[str, Any] | None, source: str = "configuration") -> 
     try:
         return FlujoSettings.model_validate(raw or {})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigurationError(f"invalid flujo {source}: {problems}") from exc
+        raise ConfigurationError(f"invalid flujo {source}: {summarize(exc)}") from exc

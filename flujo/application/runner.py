@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Awaitable, Coroutine, Mapping, Sequence
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from pydantic import ValidationError
 
 from flujo.application.core.factories import BackendFactory, ExecutorFactory, merge_registries
-from flujo.application.core.pipeline_run import RunParts, RunPlan, execute_run
+from flujo.application.core.pipeline_run import RunParts, RunPlan, RunStart, execute_run
+from flujo.application.core.resume import MISSING, restore, run_info
 from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.dsl.step import Step
-from flujo.domain.errors import ConfigurationError
+from flujo.domain.errors import ConfigurationError, RunNotFoundError
 from flujo.domain.events import Hook
 from flujo.domain.interfaces import ExecutionBackend, StateBackend, StateProvider
-from flujo.domain.models import PipelineContext, PipelineResult, UsageLimits
+from flujo.domain.models import (
+    PipelineContext,
+    PipelineResult,
+    RunInfo,
+    RunStatus,
+    UsageLimits,
+)
+from flujo.domain.validation import summarize
 
 if TYPE_CHECKING:
     from dependency_injector.containers import Container
@@ -27,6 +37,7 @@ __all__ = ["Flujo"]
 InT = TypeVar("InT")
 OutT = TypeVar("OutT")
 ContextT = TypeVar("ContextT", bound=PipelineContext)
+R = TypeVar("R")
 
 
 class Flujo(Generic[InT, OutT, ContextT]):
@@ -166,14 +177,56 @@ class Flujo(Generic[InT, OutT, ContextT]):
             return self.context_model.model_validate(data)
         except ValidationError as exc:
             raise ConfigurationError(
-                f"initial_context_data does not fit {self.context_model.__name__}: {exc}"
+                f"initial_context_data does not fit {self.context_model.__name__}: {summarize(exc)}"
             ) from exc
+
+    def add_hook(self, hook: Hook) -> None:
+        """Call ``hook`` with the events of every later run of this runner."""
+        if not callable(hook):
+            raise ConfigurationError(f"hooks must be callables, got {hook!r}")
+        self._plan = dataclasses.replace(self._plan, hooks=(*self._plan.hooks, hook))
+
+    def remove_hook(self, hook: Hook) -> None:
+        """Stop calling ``hook`` (no error if it was not registered)."""
+        hooks = tuple(h for h in self._plan.hooks if h is not hook)
+        self._plan = dataclasses.replace(self._plan, hooks=hooks)
 
     @property
     def state_providers(self) -> Mapping[str, StateProvider[Any]]:
         """The provider registry runs of this runner use."""
         registry: Mapping[str, StateProvider[Any]] = self.container.state_providers()
         return registry
+
+    def _parts(self) -> RunParts:
+        """Resolve one run's parts from the container (overrides apply from here on)."""
+        container = self.container
+        executor = container.executor(enable_tracing=self._enable_tracing)
+        if self._backend is not None:
+            backend = self._backend
+        elif self._backend_factory is not None:
+            backend = self._backend_factory.create_execution_backend(executor)
+        else:
+            backend = container.execution_backend(executor=executor)
+        return RunParts(
+            executor=executor,
+            backend=backend,
+            state_backend=self._state_backend() if self._persist_state else None,
+            serializer=container.serializer(),
+            telemetry=executor.telemetry,
+            clock=container.clock,
+        )
+
+    def _state_backend(self) -> StateBackend:
+        backend: StateBackend = self.container.state_backend()
+        self._used_state_backend = backend
+        return backend
+
+    def _durable_backend(self, what: str) -> StateBackend:
+        if not self._persist_state:
+            raise ConfigurationError(
+                f"{what} needs durable run state; this runner has persist_state=False"
+            )
+        return self._state_backend()
 
     async def run_async(
         self,
@@ -183,30 +236,69 @@ class Flujo(Generic[InT, OutT, ContextT]):
         initial_context_data: Mapping[str, Any] | None = None,
     ) -> PipelineResult[ContextT]:
         """Run the pipeline on ``data`` and return its result (failed steps do not raise)."""
-        container = self.container
-        run_id = run_id or container.run_id()
+        run_id = run_id or self.container.run_id()
         context_data = {**self._initial, **(initial_context_data or {}), "run_id": run_id}
-        context = self._validate_context(context_data)
-        executor = container.executor(enable_tracing=self._enable_tracing)
-        if self._backend is not None:
-            backend = self._backend
-        elif self._backend_factory is not None:
-            backend = self._backend_factory.create_execution_backend(executor)
-        else:
-            backend = container.execution_backend(executor=executor)
-        state_backend: StateBackend | None = None
-        if self._persist_state:
-            state_backend = container.state_backend()
-            self._used_state_backend = state_backend
-        parts = RunParts(
-            executor=executor,
-            backend=backend,
-            state_backend=state_backend,
-            serializer=container.serializer(),
-            telemetry=executor.telemetry,
-            clock=container.clock,
+        start = RunStart(run_id=run_id, context=self._validate_context(context_data), data=data)
+        return await execute_run(self._plan, self._parts(), start)
+
+    async def resume_async(
+        self,
+        run: str | PipelineResult[Any],
+        *,
+        human_input: Any = MISSING,
+    ) -> PipelineResult[ContextT]:
+        """Continue a stored run (crashed, failed or paused) after its last completed step.
+
+        A paused run needs ``human_input``, checked against its step's
+        ``input_model`` (``HumanInputError`` leaves the run paused). References are
+        hydrated again from their providers.
+        """
+        run_id = run.run_id if isinstance(run, PipelineResult) else run
+        state_backend = self._durable_backend("resume_async")
+        record = await state_backend.load_run(run_id)
+        if record is None:
+            raise RunNotFoundError(f"no run {run_id!r} in this runner's state backend")
+        parts = self._parts()
+        start = restore(
+            record,
+            await state_backend.load_steps(run_id),
+            pipeline=self.pipeline,
+            pipeline_name=self._plan.pipeline_name,
+            context_model=self.context_model,
+            serializer=parts.serializer,
+            human_input=human_input,
         )
-        return await execute_run(self._plan, parts, context, data, run_id)
+        return await execute_run(self._plan, parts, start)
+
+    async def list_runs(self, *, status: RunStatus | None = None, limit: int = 50) -> list[RunInfo]:
+        """Return stored runs, most recently updated first."""
+        if limit <= 0:
+            raise ConfigurationError(f"limit must be > 0, got {limit}")
+        records = await self._durable_backend("list_runs").list_runs(status=status, limit=limit)
+        serializer = self.container.serializer()
+        return [run_info(r, serializer) for r in records]
+
+    async def get_run(self, run_id: str) -> RunInfo:
+        """Return one stored run with its step results (``RunNotFoundError`` if unknown)."""
+        state_backend = self._durable_backend("get_run")
+        record = await state_backend.load_run(run_id)
+        if record is None:
+            raise RunNotFoundError(f"no run {run_id!r} in this runner's state backend")
+        steps = await state_backend.load_steps(run_id)
+        return run_info(record, self.container.serializer(), steps)
+
+    async def prune(
+        self,
+        *,
+        older_than: timedelta | float,
+        statuses: Sequence[RunStatus] = ("completed", "failed"),
+    ) -> int:
+        """Delete runs in ``statuses`` not updated for ``older_than`` (seconds or timedelta)."""
+        seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
+        if seconds < 0:
+            raise ConfigurationError(f"older_than must be >= 0, got {older_than!r}")
+        cutoff = self.container.clock() - seconds
+        return await self._durable_backend("prune").prune(older_than=cutoff, statuses=statuses)
 
     def run(
         self,
@@ -216,13 +308,24 @@ class Flujo(Generic[InT, OutT, ContextT]):
         initial_context_data: Mapping[str, Any] | None = None,
     ) -> PipelineResult[ContextT]:
         """Run synchronously; inside a running event loop the run gets its own thread."""
-        coroutine = self.run_async(data, run_id=run_id, initial_context_data=initial_context_data)
+        return _run_sync(
+            self._closing(
+                self.run_async(data, run_id=run_id, initial_context_data=initial_context_data)
+            )
+        )
+
+    def resume(
+        self, run: str | PipelineResult[Any], *, human_input: Any = MISSING
+    ) -> PipelineResult[ContextT]:
+        """Resume synchronously (see ``resume_async``)."""
+        return _run_sync(self._closing(self.resume_async(run, human_input=human_input)))
+
+    async def _closing(self, work: Awaitable[R]) -> R:
+        # The sync door's event loop ends with the call, so loop-bound connections go too.
         try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(coroutine)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, coroutine).result()
+            return await work
+        finally:
+            await self.aclose()
 
     async def aclose(self) -> None:
         """Release what runs opened (the state backend's connection)."""
@@ -240,3 +343,12 @@ class Flujo(Generic[InT, OutT, ContextT]):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _run_sync(work: Coroutine[Any, Any, R]) -> R:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, work).result()

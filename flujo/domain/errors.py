@@ -7,7 +7,9 @@ the phase in which it happens::
     ├── ConfigurationError            bad input found before anything runs
     ├── ExecutionError                a run could not go on
     │   ├── StepTimeoutError          one step attempt ran past its timeout
-    │   └── UsageLimitExceededError   a run spent more than its UsageLimits allow
+    │   ├── UsageLimitExceededError   a run spent more than its UsageLimits allow
+    │   ├── ResumeError               a run cannot be resumed (completed, other pipeline)
+    │   └── HumanInputError           human input failed the step's input_model
     └── StateError                    managed state and durable run state
         ├── ReferenceNotHydratedError   a ContextReference read before it was loaded
         ├── StateLoadError              a StateProvider failed to load a reference
@@ -25,7 +27,9 @@ __all__ = [
     "ConfigurationError",
     "ExecutionError",
     "FlujoError",
+    "HumanInputError",
     "ReferenceNotHydratedError",
+    "ResumeError",
     "RunNotFoundError",
     "StateBackendError",
     "StateError",
@@ -54,6 +58,14 @@ class StepTimeoutError(ExecutionError):
 
 class UsageLimitExceededError(ExecutionError):
     """A run spent more cost or tokens than its ``UsageLimits`` allow."""
+
+
+class ResumeError(ExecutionError):
+    """A run cannot be resumed: it completed, or belongs to another pipeline."""
+
+
+class HumanInputError(ExecutionError):
+    """Input given to a paused run failed its step's ``input_model``; the run stays paused."""
 
 
 class StateError(FlujoError):

@@ -146,7 +146,11 @@ class ExecutionBackend(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RunRecord:
-    """The header of one run as a state backend stores it."""
+    """The header of one run as a state backend stores it.
+
+    The header is written when a run starts, pauses and ends; each step adds a
+    ``StepRecord`` and moves ``status``/``step_index``/``updated_at`` only.
+    """
 
     run_id: str
     pipeline_name: str
@@ -154,40 +158,49 @@ class RunRecord:
     status: RunStatus
     step_index: int
     """How many steps have completed."""
+    input: bytes
+    """The run's input as JSON."""
     context: bytes
-    """The context as JSON; references appear as pointers only."""
-    output: bytes
-    """The last completed step's output as JSON."""
+    """The context the run started with, as JSON; references appear as pointers only."""
     created_at: float
     updated_at: float
+    error: str | None = None
+    """Why the run failed outside any step, if it did."""
+    pause_message: str | None = None
+    """What a paused run waits for."""
     schema_version: int = 1
 
 
 @dataclass(frozen=True, slots=True)
 class StepRecord:
-    """One completed step of a run, appended once and never rewritten."""
+    """One step of a run, appended once (a retried step replaces its own record)."""
 
     run_id: str
     index: int
     name: str
     result: bytes
     """The ``StepResult`` as JSON."""
+    context: bytes
+    """The context right after the step, as JSON; references appear as pointers only."""
 
 
 class StateBackend(Protocol):
     """Durable run state: stores and loads records, knows nothing of the executor.
 
-    ``save_run`` inserts or replaces a run header. ``checkpoint`` stores a run
-    header and appends one step record atomically: after it returns, both are
-    durable, or neither is. Failures raise ``StateBackendError``.
+    Every write is atomic. ``checkpoint`` appends one step record and moves the
+    run header's ``status``, ``step_index`` and ``updated_at`` in one
+    transaction, so what it writes per step does not grow with the run's
+    length. Failures raise ``StateBackendError``.
     """
 
     async def save_run(self, run: RunRecord) -> None:
         """Insert or replace a run header."""
         ...
 
-    async def checkpoint(self, run: RunRecord, step: StepRecord) -> None:
-        """Store ``run`` and append ``step`` in one transaction."""
+    async def checkpoint(
+        self, step: StepRecord, *, status: RunStatus, step_index: int, updated_at: float
+    ) -> None:
+        """Append ``step`` and move its run's header, in one transaction."""
         ...
 
     async def load_run(self, run_id: str) -> RunRecord | None:
@@ -198,10 +211,18 @@ class StateBackend(Protocol):
         """Return the run's step records in order."""
         ...
 
+    async def list_runs(self, *, status: RunStatus | None, limit: int) -> Sequence[RunRecord]:
+        """Return up to ``limit`` run headers, most recently updated first."""
+        ...
+
     async def delete_run(self, run_id: str) -> None:
         """Remove a run and its steps; no error if it does not exist."""
         ...
 
+    async def prune(self, *, older_than: float, statuses: Sequence[RunStatus]) -> int:
+        """Delete runs in ``statuses`` last updated before ``older_than``; return how many."""
+        ...
+
     async def close(self) -> None:
-        """Release connections; the backend may be opened again by the next call."""
+        """Release connections; the backend opens them again on the next call."""
         ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -13,6 +14,7 @@ __all__ = [
     "ContextReference",
     "PipelineContext",
     "PipelineResult",
+    "RunInfo",
     "RunStatus",
     "StepConfig",
     "StepOutput",
@@ -191,6 +193,8 @@ class PipelineResult(BaseModel, Generic[ContextT]):
     total_tokens: int = 0
     error: str | None = None
     """Why the run failed outside any step (a usage limit, a failed final save)."""
+    pause_message: str | None = None
+    """What a paused run waits for (``status == "paused"``)."""
 
     @property
     def feedback(self) -> str | None:
@@ -199,6 +203,24 @@ class PipelineResult(BaseModel, Generic[ContextT]):
             if not result.success:
                 return result.feedback
         return None
+
+
+class RunInfo(BaseModel):
+    """A stored run as ``Flujo.list_runs`` and ``Flujo.get_run`` report it."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    run_id: str
+    pipeline_name: str
+    pipeline_version: str
+    status: RunStatus
+    steps_completed: int
+    created_at: datetime
+    updated_at: datetime
+    error: str | None = None
+    pause_message: str | None = None
+    step_history: list[StepResult] = Field(default_factory=list)
+    """The stored step results (filled by ``get_run``; empty in ``list_runs``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,15 @@
-"""One run of a pipeline: the step loop, checkpoints, hooks and the end of the run."""
+"""One run of a pipeline: the step loop, checkpoints, pauses, hooks and the end of the run."""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from flujo.application.core.executor_core import ExecutorCore
 from flujo.domain.dsl.pipeline import Pipeline
+from flujo.domain.dsl.step import HumanStep
 from flujo.domain.errors import StateError
 from flujo.domain.events import Hook, HookEvent, RunFinished, RunStarted, StepFinished, StepStarted
 from flujo.domain.interfaces import (
@@ -21,11 +22,15 @@ from flujo.domain.interfaces import (
 )
 from flujo.domain.models import PipelineContext, PipelineResult, RunStatus, StepResult, UsageLimits
 
-__all__ = ["RunParts", "RunPlan", "execute_run"]
+__all__ = ["SCHEMA_VERSION", "RunParts", "RunPlan", "RunStart", "execute_run", "result_payload"]
 
 ContextT = TypeVar("ContextT", bound=PipelineContext)
 
 SCHEMA_VERSION = 1
+"""Version of the stored run format; a resumed run written by a newer version is refused."""
+
+UNSERIALIZABLE = "__unserializable__"
+"""Key of the placeholder stored for a value JSON cannot hold."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,60 +58,109 @@ class RunParts:
     clock: Callable[[], float]
 
 
+@dataclass(slots=True)
+class RunStart(Generic[ContextT]):
+    """Where a run begins: a fresh start, or the point a stored run stopped at."""
+
+    run_id: str
+    context: ContextT
+    data: Any
+    """The input of the step at ``index``."""
+    index: int = 0
+    history: list[StepResult] = field(default_factory=list)
+    created_at: float | None = None
+    input_json: bytes | None = None
+    """The run's original input as stored (a fresh run stores ``data``)."""
+    context_json: bytes | None = None
+    """The context the run started with as stored (a fresh run stores ``context``)."""
+    human_output: Any = None
+    has_human_output: bool = False
+    """Whether the paused human step at ``index`` is answered by ``human_output``."""
+
+
+def result_payload(result: StepResult) -> dict[str, Any]:
+    """Return the stored form of a step result."""
+    return {
+        "name": result.name,
+        "output": result.output,
+        "success": result.success,
+        "attempts": result.attempts,
+        "latency_s": result.latency_s,
+        "feedback": result.feedback,
+        "cost_usd": result.cost_usd,
+        "token_counts": result.token_counts,
+    }
+
+
 class _Run(Generic[ContextT]):
     """State of one run while it executes."""
 
-    def __init__(self, plan: RunPlan, parts: RunParts, context: ContextT, run_id: str) -> None:
+    def __init__(self, plan: RunPlan, parts: RunParts, start: RunStart[ContextT]) -> None:
         self.plan = plan
         self.parts = parts
-        self.context = context
-        self.run_id = run_id
-        self.created_at = parts.clock()
+        self.start = start
+        self.context = start.context
+        self.run_id = start.run_id
+        self.created_at = parts.clock() if start.created_at is None else start.created_at
         self.warned: set[str] = set()
+        self.input_json = (
+            self.json(start.data, "the run input") if start.input_json is None else start.input_json
+        )
+        self.context_json = (
+            self.json(start.context, "the context")
+            if start.context_json is None
+            else start.context_json
+        )
 
-    def _json(self, value: Any, what: str) -> bytes:
+    def json(self, value: Any, what: str) -> bytes:
         try:
             return self.parts.serializer.dumps(value)
         except (TypeError, ValueError) as exc:
             if what not in self.warned:
                 self.warned.add(what)
                 self.parts.telemetry.warning(
-                    f"run {self.run_id}: {what} is not JSON-serializable ({exc}); "
-                    "its checkpoint stores a description instead"
+                    f"run {self.run_id}: {what} is not JSON-serializable ({exc}); its "
+                    "checkpoint stores a description, so the run cannot resume from there"
                 )
-            return self.parts.serializer.dumps({"__unserializable__": repr(value)})
+            return self.parts.serializer.dumps({UNSERIALIZABLE: repr(value)})
 
-    def record(self, status: RunStatus, completed: int, output: Any) -> RunRecord:
+    def header(
+        self,
+        status: RunStatus,
+        completed: int,
+        error: str | None = None,
+        pause_message: str | None = None,
+    ) -> RunRecord:
         return RunRecord(
             run_id=self.run_id,
             pipeline_name=self.plan.pipeline_name,
             pipeline_version=self.plan.pipeline_version,
             status=status,
             step_index=completed,
-            context=self._json(self.context, "the context"),
-            output=self._json(output, "the output"),
+            input=self.input_json,
+            context=self.context_json,
             created_at=self.created_at,
             updated_at=self.parts.clock(),
+            error=error,
+            pause_message=pause_message,
             schema_version=SCHEMA_VERSION,
         )
 
     def step_record(self, index: int, result: StepResult) -> StepRecord:
-        payload = {
-            "name": result.name,
-            "output": result.output,
-            "success": result.success,
-            "attempts": result.attempts,
-            "latency_s": result.latency_s,
-            "feedback": result.feedback,
-            "cost_usd": result.cost_usd,
-            "token_counts": result.token_counts,
-        }
+        payload = result_payload(result)
         try:
             blob = self.parts.serializer.dumps(payload)
         except (TypeError, ValueError):
-            payload["output"] = {"__unserializable__": repr(result.output)}
-            blob = self._json(payload, f"the output of step {result.name!r}")
-        return StepRecord(run_id=self.run_id, index=index, name=result.name, result=blob)
+            payload["output"] = {UNSERIALIZABLE: repr(result.output)}
+            blob = self.json(payload, f"the output of step {result.name!r}")
+            self.json(result.output, f"the output of step {result.name!r}")  # warns once
+        return StepRecord(
+            run_id=self.run_id,
+            index=index,
+            name=result.name,
+            result=blob,
+            context=self.json(self.context, "the context"),
+        )
 
     async def emit(self, event: HookEvent) -> None:
         for hook in self.plan.hooks:
@@ -121,71 +175,105 @@ class _Run(Generic[ContextT]):
                 )
 
 
-async def execute_run(
-    plan: RunPlan, parts: RunParts, context: ContextT, data: Any, run_id: str
-) -> PipelineResult[ContextT]:
-    """Run every step of ``plan.pipeline`` over ``context`` and return the result."""
-    run = _Run(plan, parts, context, run_id)
-    executor, backend, state_backend = parts.executor, parts.backend, parts.state_backend
-    hooks = bool(plan.hooks)
-    # Hydration failures raise before any step runs: no step ever sees unhydrated data.
-    await executor.hydrate(context)
-    if state_backend is not None:
-        await state_backend.save_run(run.record("running", 0, None))
-    if hooks:
-        await run.emit(RunStarted(run_id=run_id, pipeline_name=plan.pipeline_name))
-    history: list[StepResult] = []
-    output: Any = data
+def _human_result(name: str, value: Any) -> StepResult:
+    return StepResult.trusted(name, value, True, 1, 0.0, None, 0.0, 0)
+
+
+@dataclass(slots=True)
+class _Outcome:
     status: RunStatus = "completed"
+    output: Any = None
     error: str | None = None
-    limits, resources = plan.usage_limits, plan.resources
-    for index, step in enumerate(plan.pipeline.steps):
+    pause_message: str | None = None
+
+
+async def _step_loop(run: _Run[Any], history: list[StepResult]) -> _Outcome:
+    """Run the steps from ``run.start.index`` on, appending to ``history``."""
+    plan, parts, start = run.plan, run.parts, run.start
+    executor, backend, state_backend = parts.executor, parts.backend, parts.state_backend
+    context, run_id, hooks = run.context, run.run_id, bool(plan.hooks)
+    limits, resources, steps = plan.usage_limits, plan.resources, plan.pipeline.steps
+    outcome = _Outcome(output=start.data)
+    for index in range(start.index, len(steps)):
+        step = steps[index]
+        answered = index == start.index and start.has_human_output
+        if isinstance(step, HumanStep) and not answered:
+            outcome.status, outcome.pause_message = "paused", step.message
+            return outcome
         if hooks:
             await run.emit(StepStarted(run_id=run_id, step_name=step.name, index=index))
-        result = await backend.execute_step(step, output, context=context, resources=resources)
-        history.append(result)
-        if result.success:
-            output = result.output
+        if isinstance(step, HumanStep):
+            result = _human_result(step.name, start.human_output)
         else:
-            status = "failed"
+            result = await backend.execute_step(
+                step, outcome.output, context=context, resources=resources
+            )
+        history.append(result)
         if state_backend is not None:
-            completed = index + 1 if result.success else index
             await state_backend.checkpoint(
-                run.record("running" if result.success else "failed", completed, output),
                 run.step_record(index, result),
+                status="running" if result.success else "failed",
+                step_index=index + 1 if result.success else index,
+                updated_at=parts.clock(),
             )
         if hooks:
             await run.emit(
                 StepFinished(run_id=run_id, step_name=step.name, index=index, result=result)
             )
         if not result.success:
-            break
+            outcome.status = "failed"
+            return outcome
+        outcome.output = result.output
         if limits is not None:
-            error = limits.exceeded_by(*executor.usage_meter.totals())
-            if error is not None:
-                status, error = "failed", f"UsageLimitExceededError: {error}"
-                break
+            exceeded = limits.exceeded_by(*executor.usage_meter.totals())
+            if exceeded is not None:
+                outcome.status, outcome.error = "failed", f"UsageLimitExceededError: {exceeded}"
+                return outcome
+    return outcome
+
+
+async def execute_run(
+    plan: RunPlan, parts: RunParts, start: RunStart[ContextT]
+) -> PipelineResult[ContextT]:
+    """Run the steps of ``plan.pipeline`` from ``start`` and return the result."""
+    run = _Run(plan, parts, start)
+    executor, state_backend = parts.executor, parts.state_backend
+    # Hydration failures raise before any step runs: no step ever sees unhydrated data.
+    await executor.hydrate(start.context)
+    if state_backend is not None:
+        await state_backend.save_run(run.header("running", start.index))
+    if plan.hooks:
+        await run.emit(RunStarted(run_id=start.run_id, pipeline_name=plan.pipeline_name))
+    history = list(start.history)
+    if history:  # a resumed run's limits and totals include what it spent before
+        executor.usage_meter.add(
+            sum(r.cost_usd for r in history), sum(r.token_counts for r in history)
+        )
+    outcome = await _step_loop(run, history)
     try:
-        await executor.finalize(context)
+        await executor.finalize(start.context)
     except StateError as exc:
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
     cost, tokens = executor.usage_meter.totals()
-    result_model: PipelineResult[ContextT] = PipelineResult.model_construct(
-        run_id=run_id,
-        status=status,
-        success=status == "completed",
-        output=output if status == "completed" else None,
+    result: PipelineResult[ContextT] = PipelineResult.model_construct(
+        run_id=start.run_id,
+        status=outcome.status,
+        success=outcome.status == "completed",
+        output=None if outcome.status == "failed" else outcome.output,
         step_history=history,
-        final_pipeline_context=context,
+        final_pipeline_context=start.context,
         total_cost_usd=cost,
         total_tokens=tokens,
-        error=error,
+        error=outcome.error,
+        pause_message=outcome.pause_message,
     )
     if state_backend is not None:
-        if status == "completed" and plan.delete_on_completion:
-            await state_backend.delete_run(run_id)
+        if outcome.status == "completed" and plan.delete_on_completion:
+            await state_backend.delete_run(start.run_id)
         else:
-            await state_backend.save_run(run.record(status, len(history), output))
-    if hooks:
-        await run.emit(RunFinished(run_id=run_id, result=result_model))
-    return result_model
+            completed = sum(1 for r in history if r.success)
+            header = run.header(outcome.status, completed, outcome.error, outcome.pause_message)
+            await state_backend.save_run(header)
+    if plan.hooks:
+        await run.emit(RunFinished(run_id=start.run_id, result=result))
+    return result

@@ -6,13 +6,16 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
-from flujo.domain.errors import ConfigurationError
+from pydantic import BaseModel, ValidationError
+
+from flujo.domain.errors import ConfigurationError, HumanInputError
 from flujo.domain.models import StepConfig
+from flujo.domain.validation import summarize
 
 if TYPE_CHECKING:
     from flujo.domain.dsl.pipeline import Pipeline
 
-__all__ = ["AgentLike", "Step", "StepInvoker", "step"]
+__all__ = ["AgentLike", "HumanStep", "Step", "StepInvoker", "step"]
 
 InT = TypeVar("InT")
 OutT = TypeVar("OutT")
@@ -20,6 +23,7 @@ NextT = TypeVar("NextT")
 A = TypeVar("A")
 B = TypeVar("B")
 P = ParamSpec("P")
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 StepInvoker = Callable[[Any, Any, Any], Any]
 """``(data, context, resources) -> value or awaitable``: how the executor calls a step."""
@@ -171,6 +175,20 @@ class Step(Generic[InT, OutT]):
         made.is_async = _is_async_callable(fn)
         return made
 
+    @staticmethod
+    def human_in_the_loop(
+        message: str,
+        input_model: type[ModelT] | None = None,
+        *,
+        name: str = "human_input",
+    ) -> HumanStep[ModelT]:
+        """Return a step that pauses the run until ``resume_async(..., human_input=...)``.
+
+        The human input (validated by ``input_model`` when given) becomes the
+        step's output, and so the next step's input.
+        """
+        return HumanStep(name, message, input_model)
+
     def __rshift__(self, other: Step[OutT, NextT] | Pipeline[OutT, NextT]) -> Pipeline[InT, NextT]:
         from flujo.domain.dsl.pipeline import Pipeline
 
@@ -178,6 +196,50 @@ class Step(Generic[InT, OutT]):
 
     def __repr__(self) -> str:
         return f"Step({self.name!r})"
+
+
+class HumanStep(Step[Any, ModelT]):
+    """A pause for human input; the runner stops here and ``resume_async`` continues."""
+
+    __slots__ = ("input_model", "message")
+
+    message: str
+    input_model: type[ModelT] | None
+
+    def __init__(self, name: str, message: str, input_model: type[ModelT] | None) -> None:
+        super().__init__(name)
+        if not isinstance(message, str) or not message.strip():
+            raise ConfigurationError(f"human_in_the_loop needs a message, got {message!r}")
+        if input_model is not None and not (
+            isinstance(input_model, type) and issubclass(input_model, BaseModel)
+        ):
+            raise ConfigurationError(
+                f"input_model must be a pydantic BaseModel subclass, got {input_model!r}"
+            )
+        self.message = message
+        self.input_model = input_model
+        self.invoke = _human_invoker(name)
+
+    def validate_input(self, value: Any) -> Any:
+        """Return ``value`` checked against ``input_model`` (``HumanInputError`` if it fails)."""
+        if self.input_model is None:
+            return value
+        try:
+            return self.input_model.model_validate(value)
+        except ValidationError as exc:
+            raise HumanInputError(
+                f"human input for step {self.name!r} does not fit "
+                f"{self.input_model.__name__}: {summarize(exc)}"
+            ) from exc
+
+
+def _human_invoker(name: str) -> StepInvoker:
+    def invoke(data: Any, context: Any, resources: Any) -> Any:
+        raise ConfigurationError(
+            f"step {name!r} waits for a human: run it through a Flujo runner, which pauses there"
+        )
+
+    return invoke
 
 
 def _missing_invoker(name: str) -> StepInvoker:

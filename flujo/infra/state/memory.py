@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from flujo.domain.interfaces import RunRecord, StepRecord
+from flujo.domain.models import RunStatus
 
 __all__ = ["InMemoryBackend"]
 
@@ -20,10 +22,16 @@ class InMemoryBackend:
         """Insert or replace a run header."""
         self._runs[run.run_id] = run
 
-    async def checkpoint(self, run: RunRecord, step: StepRecord) -> None:
-        """Store the header and append the step (atomic: nothing awaits in between)."""
+    async def checkpoint(
+        self, step: StepRecord, *, status: RunStatus, step_index: int, updated_at: float
+    ) -> None:
+        """Append the step and move the header (atomic: nothing awaits in between)."""
         self._steps.setdefault(step.run_id, {})[step.index] = step
-        self._runs[run.run_id] = run
+        run = self._runs.get(step.run_id)
+        if run is not None:
+            self._runs[step.run_id] = dataclasses.replace(
+                run, status=status, step_index=step_index, updated_at=updated_at
+            )
 
     async def load_run(self, run_id: str) -> RunRecord | None:
         """Return the run header or ``None``."""
@@ -34,10 +42,27 @@ class InMemoryBackend:
         steps = self._steps.get(run_id, {})
         return [steps[i] for i in sorted(steps)]
 
+    async def list_runs(self, *, status: RunStatus | None, limit: int) -> Sequence[RunRecord]:
+        """Return up to ``limit`` headers, most recently updated first."""
+        runs = [r for r in self._runs.values() if status is None or r.status == status]
+        runs.sort(key=lambda r: r.updated_at, reverse=True)
+        return runs[:limit]
+
     async def delete_run(self, run_id: str) -> None:
         """Forget a run."""
         self._runs.pop(run_id, None)
         self._steps.pop(run_id, None)
+
+    async def prune(self, *, older_than: float, statuses: Sequence[RunStatus]) -> int:
+        """Delete old runs in ``statuses``; return how many."""
+        doomed = [
+            r.run_id
+            for r in self._runs.values()
+            if r.updated_at < older_than and r.status in statuses
+        ]
+        for run_id in doomed:
+            await self.delete_run(run_id)
+        return len(doomed)
 
     async def close(self) -> None:
         """Nothing to release."""

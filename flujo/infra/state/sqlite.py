@@ -5,10 +5,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from flujo.domain.errors import StateBackendError
 from flujo.domain.interfaces import RunRecord, StepRecord
+from flujo.domain.models import RunStatus
 from flujo.infra.sqlite_worker import SQLiteWorker, transaction
 
 __all__ = ["SQLiteBackend"]
@@ -22,45 +23,72 @@ CREATE TABLE IF NOT EXISTS flujo_runs (
     pipeline_version TEXT NOT NULL,
     status TEXT NOT NULL,
     step_index INTEGER NOT NULL,
+    input BLOB NOT NULL,
     context BLOB NOT NULL,
-    output BLOB NOT NULL,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
+    error TEXT,
+    pause_message TEXT,
     schema_version INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS flujo_runs_by_update ON flujo_runs (updated_at);
 CREATE TABLE IF NOT EXISTS flujo_steps (
     run_id TEXT NOT NULL,
     idx INTEGER NOT NULL,
     name TEXT NOT NULL,
     result BLOB NOT NULL,
+    context BLOB NOT NULL,
     PRIMARY KEY (run_id, idx)
 );
 """
 
-_UPSERT_RUN = (
-    "INSERT OR REPLACE INTO flujo_runs (run_id, pipeline_name, pipeline_version, status,"
-    " step_index, context, output, created_at, updated_at, schema_version)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_RUN_COLUMNS = (
+    "run_id, pipeline_name, pipeline_version, status, step_index, input, context,"
+    " created_at, updated_at, error, pause_message, schema_version"
 )
-_INSERT_STEP = "INSERT OR REPLACE INTO flujo_steps (run_id, idx, name, result) VALUES (?, ?, ?, ?)"
-_SELECT_RUN = (
-    "SELECT run_id, pipeline_name, pipeline_version, status, step_index, context, output,"
-    " created_at, updated_at, schema_version FROM flujo_runs WHERE run_id = ?"
+_UPSERT_RUN = f"INSERT OR REPLACE INTO flujo_runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 12)})"
+_MOVE_RUN = "UPDATE flujo_runs SET status = ?, step_index = ?, updated_at = ? WHERE run_id = ?"
+_INSERT_STEP = (
+    "INSERT OR REPLACE INTO flujo_steps (run_id, idx, name, result, context) VALUES (?, ?, ?, ?, ?)"
+)
+_SELECT_STEPS = (
+    "SELECT run_id, idx, name, result, context FROM flujo_steps WHERE run_id = ? ORDER BY idx"
 )
 
 
 def _run_row(run: RunRecord) -> tuple[object, ...]:
+    """Return the column values of a run header, in ``_RUN_COLUMNS`` order."""
     return (
         run.run_id,
         run.pipeline_name,
         run.pipeline_version,
         run.status,
         run.step_index,
+        run.input,
         run.context,
-        run.output,
         run.created_at,
         run.updated_at,
+        run.error,
+        run.pause_message,
         run.schema_version,
+    )
+
+
+def _record(row: Sequence[Any]) -> RunRecord:
+    """Return the run header stored in a row."""
+    return RunRecord(
+        run_id=row[0],
+        pipeline_name=row[1],
+        pipeline_version=row[2],
+        status=row[3],
+        step_index=row[4],
+        input=bytes(row[5]),
+        context=bytes(row[6]),
+        created_at=row[7],
+        updated_at=row[8],
+        error=row[9],
+        pause_message=row[10],
+        schema_version=row[11],
     )
 
 
@@ -79,52 +107,47 @@ class SQLiteBackend:
 
     async def save_run(self, run: RunRecord) -> None:
         """Insert or replace a run header."""
-        await self._run(
-            f"saving run {run.run_id!r}",
-            lambda c: transaction(c, [(_UPSERT_RUN, _run_row(run))]),
-        )
+        row = _run_row(run)
+        await self._run(f"saving run {run.run_id!r}", lambda c: c.execute(_UPSERT_RUN, row))
 
-    async def checkpoint(self, run: RunRecord, step: StepRecord) -> None:
-        """Append the step and store the header in one transaction."""
-        statements = [
-            (_INSERT_STEP, (step.run_id, step.index, step.name, step.result)),
-            (_UPSERT_RUN, _run_row(run)),
+    async def checkpoint(
+        self, step: StepRecord, *, status: RunStatus, step_index: int, updated_at: float
+    ) -> None:
+        """Append the step and move the header in one transaction."""
+        statements: list[tuple[str, tuple[object, ...]]] = [
+            (_INSERT_STEP, (step.run_id, step.index, step.name, step.result, step.context)),
+            (_MOVE_RUN, (status, step_index, updated_at, step.run_id)),
         ]
         await self._run(
-            f"checkpoint of run {run.run_id!r} at step {step.index}",
+            f"checkpoint of run {step.run_id!r} at step {step.index}",
             lambda c: transaction(c, statements),
         )
 
     async def load_run(self, run_id: str) -> RunRecord | None:
         """Return the run header or ``None``."""
+        sql = f"SELECT {_RUN_COLUMNS} FROM flujo_runs WHERE run_id = ?"
         row = await self._run(
-            f"loading run {run_id!r}", lambda c: c.execute(_SELECT_RUN, (run_id,)).fetchone()
+            f"loading run {run_id!r}", lambda c: c.execute(sql, (run_id,)).fetchone()
         )
-        if row is None:
-            return None
-        return RunRecord(
-            run_id=row[0],
-            pipeline_name=row[1],
-            pipeline_version=row[2],
-            status=row[3],
-            step_index=row[4],
-            context=bytes(row[5]),
-            output=bytes(row[6]),
-            created_at=row[7],
-            updated_at=row[8],
-            schema_version=row[9],
-        )
+        return None if row is None else _record(row)
 
     async def load_steps(self, run_id: str) -> Sequence[StepRecord]:
         """Return the run's steps in order."""
         rows = await self._run(
             f"loading the steps of run {run_id!r}",
-            lambda c: c.execute(
-                "SELECT run_id, idx, name, result FROM flujo_steps WHERE run_id = ? ORDER BY idx",
-                (run_id,),
-            ).fetchall(),
+            lambda c: c.execute(_SELECT_STEPS, (run_id,)).fetchall(),
         )
-        return [StepRecord(run_id=r[0], index=r[1], name=r[2], result=bytes(r[3])) for r in rows]
+        return [
+            StepRecord(run_id=r[0], index=r[1], name=r[2], result=bytes(r[3]), context=bytes(r[4]))
+            for r in rows
+        ]
+
+    async def list_runs(self, *, status: RunStatus | None, limit: int) -> Sequence[RunRecord]:
+        """Return up to ``limit`` headers, most recently updated first."""
+        where, params = ("WHERE status = ?", (status, limit)) if status else ("", (limit,))
+        sql = f"SELECT {_RUN_COLUMNS} FROM flujo_runs {where} ORDER BY updated_at DESC LIMIT ?"
+        rows = await self._run("listing runs", lambda c: c.execute(sql, params).fetchall())
+        return [_record(r) for r in rows]
 
     async def delete_run(self, run_id: str) -> None:
         """Remove a run and its steps."""
@@ -138,6 +161,29 @@ class SQLiteBackend:
                 ],
             ),
         )
+
+    async def prune(self, *, older_than: float, statuses: Sequence[RunStatus]) -> int:
+        """Delete old runs in ``statuses``; return how many."""
+        marks = ", ".join("?" * len(statuses))
+        chosen = f"SELECT run_id FROM flujo_runs WHERE updated_at < ? AND status IN ({marks})"
+        params = (older_than, *statuses)
+
+        def prune(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(f"DELETE FROM flujo_steps WHERE run_id IN ({chosen})", params)
+                count = conn.execute(
+                    f"DELETE FROM flujo_runs WHERE run_id IN ({chosen})", params
+                ).rowcount
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return int(count)
+
+        if not statuses:
+            return 0
+        return await self._run("pruning runs", prune)
 
     async def close(self) -> None:
         """Close the connection; the next call opens a new one."""

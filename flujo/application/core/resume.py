@@ -1,0 +1,140 @@
+"""Turning a stored run back into the point a run continues from."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from flujo.application.core.pipeline_run import SCHEMA_VERSION, UNSERIALIZABLE, RunStart
+from flujo.domain.dsl.pipeline import Pipeline
+from flujo.domain.dsl.step import HumanStep
+from flujo.domain.errors import ResumeError, StateBackendError
+from flujo.domain.interfaces import RunRecord, Serializer, StepRecord
+from flujo.domain.models import PipelineContext, RunInfo, StepResult
+
+__all__ = ["MISSING", "restore", "run_info"]
+
+ContextT = TypeVar("ContextT", bound=PipelineContext)
+
+MISSING: Any = object()
+"""Marker for "no human input was given"."""
+
+
+def _corrupt(run_id: str, detail: str) -> StateBackendError:
+    return StateBackendError(f"stored state of run {run_id!r} cannot be read: {detail}")
+
+
+def _load(serializer: Serializer, blob: bytes, run_id: str, what: str) -> Any:
+    try:
+        return serializer.loads(blob)
+    except (ValueError, TypeError) as exc:
+        raise _corrupt(run_id, f"{what} is not valid JSON ({exc})") from exc
+
+
+def decode_steps(
+    records: Sequence[StepRecord], serializer: Serializer, run_id: str
+) -> list[StepResult]:
+    """Return the step results stored in ``records``."""
+    results = []
+    for record in records:
+        payload = _load(serializer, record.result, run_id, f"step {record.index}")
+        try:
+            results.append(StepResult.model_validate(payload))
+        except ValidationError as exc:
+            raise _corrupt(run_id, f"step {record.index} is malformed ({exc})") from exc
+    return results
+
+
+def run_info(
+    record: RunRecord, serializer: Serializer, steps: Sequence[StepRecord] = ()
+) -> RunInfo:
+    """Describe a stored run."""
+    return RunInfo(
+        run_id=record.run_id,
+        pipeline_name=record.pipeline_name,
+        pipeline_version=record.pipeline_version,
+        status=record.status,
+        steps_completed=record.step_index,
+        created_at=datetime.fromtimestamp(record.created_at, tz=UTC),
+        updated_at=datetime.fromtimestamp(record.updated_at, tz=UTC),
+        error=record.error,
+        pause_message=record.pause_message,
+        step_history=decode_steps(steps, serializer, record.run_id),
+    )
+
+
+def restore(
+    record: RunRecord,
+    steps: Sequence[StepRecord],
+    *,
+    pipeline: Pipeline[Any, Any],
+    pipeline_name: str,
+    context_model: type[ContextT],
+    serializer: Serializer,
+    human_input: Any = MISSING,
+) -> RunStart[ContextT]:
+    """Return where the stored run continues; ``ResumeError`` if it cannot."""
+    run_id = record.run_id
+    if record.status == "completed":
+        raise ResumeError(f"run {run_id!r} has already completed; there is nothing to resume")
+    if record.pipeline_name != pipeline_name:
+        raise ResumeError(
+            f"run {run_id!r} belongs to pipeline {record.pipeline_name!r}, "
+            f"not {pipeline_name!r}; resume it with the runner of that pipeline"
+        )
+    if record.schema_version > SCHEMA_VERSION:
+        raise _corrupt(
+            run_id, f"it has schema version {record.schema_version}, newer than {SCHEMA_VERSION}"
+        )
+    index = record.step_index
+    if not 0 <= index <= len(pipeline.steps) or len(steps) < index:
+        raise _corrupt(
+            run_id, f"it says {index} steps completed but holds {len(steps)} step records"
+        )
+    history = decode_steps(steps[:index], serializer, run_id)
+    if index == 0:
+        data = _load(serializer, record.input, run_id, "the run input")
+        context_blob = record.context
+    else:
+        data = history[-1].output
+        context_blob = steps[index - 1].context
+    if isinstance(data, dict) and UNSERIALIZABLE in data:
+        raise ResumeError(
+            f"run {run_id!r} cannot resume: the input of step {index} was not JSON-serializable "
+            "when it was stored"
+        )
+    try:
+        context = context_model.model_validate(
+            _load(serializer, context_blob, run_id, "the context")
+        )
+    except ValidationError as exc:
+        raise _corrupt(
+            run_id, f"the stored context does not fit {context_model.__name__} ({exc})"
+        ) from exc
+    start = RunStart(
+        run_id=run_id,
+        context=context,
+        data=data,
+        index=index,
+        history=history,
+        created_at=record.created_at,
+        input_json=record.input,
+        context_json=record.context,
+    )
+    waiting = pipeline.steps[index] if index < len(pipeline.steps) else None
+    if record.status == "paused":
+        if not isinstance(waiting, HumanStep):
+            raise _corrupt(run_id, f"it is paused at step {index}, which is not a human step")
+        if human_input is MISSING:
+            raise ResumeError(
+                f"run {run_id!r} is paused at step {waiting.name!r} waiting for: "
+                f"{waiting.message} — pass human_input=... to resume_async"
+            )
+        start.human_output = waiting.validate_input(human_input)
+        start.has_human_output = True
+    elif human_input is not MISSING:
+        raise ResumeError(f"run {run_id!r} is {record.status}, not paused: it takes no human input")
+    return start

@@ -1,0 +1,1 @@
+"""The ``flujo`` command line: run pipelines and manage stored runs."""

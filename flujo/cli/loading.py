@@ -1,0 +1,89 @@
+"""Reading what the command line names: ``MODULE:ATTR`` targets, JSON input, durations."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from flujo.application.runner import Flujo
+from flujo.containers import FlujoContainer
+from flujo.domain.dsl.pipeline import Pipeline
+from flujo.domain.dsl.step import Step
+from flujo.domain.errors import ConfigurationError
+
+__all__ = ["load_container", "load_runner", "parse_duration", "parse_input"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_input(text: str | None) -> Any:
+    """Return ``text`` parsed as JSON, or the text itself when it is not JSON."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_duration(text: str) -> float:
+    """Return seconds for ``90``, ``45s``, ``30m``, ``12h``, ``7d`` or ``2w``."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ConfigurationError(
+            f"cannot read duration {text!r}: use a number with s, m, h, d or w (e.g. 7d)"
+        )
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def load_container(profile: Path | None) -> Any:
+    """Return a container for ``profile`` (the default configuration when ``None``)."""
+    return FlujoContainer() if profile is None else FlujoContainer.from_profile(profile)
+
+
+def _import_target(target: str) -> Any:
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigurationError(f"target {target!r} must look like MODULE:ATTR or path.py:ATTR")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name).resolve()
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            if spec is None or spec.loader is None or not path.is_file():
+                raise ConfigurationError(f"no Python file at {module_name}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            # Like `python -m`, modules of the current directory are importable.
+            if "" not in sys.path and str(Path.cwd()) not in sys.path:
+                sys.path.insert(0, str(Path.cwd()))
+            module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ConfigurationError(f"module {module_name!r} has no attribute {attr!r}") from None
+
+
+def load_runner(target: str, profile: Path | None) -> Flujo[Any, Any, Any]:
+    """Return the runner ``target`` names: a ``Flujo``, or a pipeline or step to wrap in one."""
+    obj = _import_target(target)
+    if isinstance(obj, Flujo):
+        if profile is not None:
+            raise ConfigurationError(
+                f"{target} is a Flujo runner with its own container; --profile applies only "
+                "to a pipeline or step"
+            )
+        return obj
+    if isinstance(obj, Pipeline | Step):
+        return Flujo(obj, container=load_container(profile), pipeline_name=target)
+    raise ConfigurationError(
+        f"{target} is a {type(obj).__name__}; expected a Flujo runner, a Pipeline or a Step"
+    )

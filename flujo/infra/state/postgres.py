@@ -1,0 +1,221 @@
+"""Run state in PostgreSQL through asyncpg (install the ``postgres`` extra)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from flujo.domain.errors import ConfigurationError, StateBackendError
+from flujo.domain.interfaces import RunRecord, StepRecord
+from flujo.domain.models import RunStatus
+
+if TYPE_CHECKING:
+    import asyncpg
+
+__all__ = ["PostgresBackend"]
+
+R = TypeVar("R")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS flujo_runs (
+    run_id TEXT PRIMARY KEY,
+    pipeline_name TEXT NOT NULL,
+    pipeline_version TEXT NOT NULL,
+    status TEXT NOT NULL,
+    step_index INTEGER NOT NULL,
+    input BYTEA NOT NULL,
+    context BYTEA NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    error TEXT,
+    pause_message TEXT,
+    schema_version INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS flujo_runs_by_update ON flujo_runs (updated_at);
+CREATE TABLE IF NOT EXISTS flujo_steps (
+    run_id TEXT NOT NULL REFERENCES flujo_runs (run_id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    result BYTEA NOT NULL,
+    context BYTEA NOT NULL,
+    PRIMARY KEY (run_id, idx)
+);
+"""
+
+_RUN_COLUMNS = (
+    "run_id, pipeline_name, pipeline_version, status, step_index, input, context,"
+    " created_at, updated_at, error, pause_message, schema_version"
+)
+_UPSERT_RUN = (
+    f"INSERT INTO flujo_runs ({_RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+    " $11, $12) ON CONFLICT (run_id) DO UPDATE SET pipeline_name = EXCLUDED.pipeline_name,"
+    " pipeline_version = EXCLUDED.pipeline_version, status = EXCLUDED.status,"
+    " step_index = EXCLUDED.step_index, input = EXCLUDED.input, context = EXCLUDED.context,"
+    " created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,"
+    " error = EXCLUDED.error, pause_message = EXCLUDED.pause_message,"
+    " schema_version = EXCLUDED.schema_version"
+)
+_INSERT_STEP = (
+    "INSERT INTO flujo_steps (run_id, idx, name, result, context) VALUES ($1, $2, $3, $4, $5)"
+    " ON CONFLICT (run_id, idx) DO UPDATE SET name = EXCLUDED.name, result = EXCLUDED.result,"
+    " context = EXCLUDED.context"
+)
+_MOVE_RUN = "UPDATE flujo_runs SET status = $1, step_index = $2, updated_at = $3 WHERE run_id = $4"
+
+
+def _record(row: Any) -> RunRecord:
+    return RunRecord(
+        run_id=row["run_id"],
+        pipeline_name=row["pipeline_name"],
+        pipeline_version=row["pipeline_version"],
+        status=row["status"],
+        step_index=row["step_index"],
+        input=bytes(row["input"]),
+        context=bytes(row["context"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        error=row["error"],
+        pause_message=row["pause_message"],
+        schema_version=row["schema_version"],
+    )
+
+
+class PostgresBackend:
+    """A ``StateBackend`` in PostgreSQL; tables are created on first use.
+
+    A connection pool is opened lazily on the running event loop (asyncpg pools
+    belong to one loop); a call from another loop opens a new pool.
+    """
+
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        self.dsn = dsn
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def _get_pool(self) -> asyncpg.Pool:
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._loop is not loop:
+            try:
+                import asyncpg
+            except ImportError as exc:
+                raise ConfigurationError(
+                    "PostgresBackend needs asyncpg: pip install 'flujo[postgres]'"
+                ) from exc
+            self._pool = None
+            pool = await asyncpg.create_pool(
+                self.dsn, min_size=self._min_size, max_size=self._max_size
+            )
+            async with pool.acquire() as conn:
+                # Serialised so concurrent first uses do not race on CREATE TABLE.
+                await conn.execute("SELECT pg_advisory_lock(726764)")
+                try:
+                    await conn.execute(_SCHEMA)
+                finally:
+                    await conn.execute("SELECT pg_advisory_unlock(726764)")
+            self._pool, self._loop = pool, loop
+        return self._pool
+
+    async def _run(self, what: str, fn: Callable[[asyncpg.Pool], Awaitable[R]]) -> R:
+        try:
+            return await fn(await self._get_pool())
+        except (OSError, TimeoutError) as exc:
+            raise StateBackendError(f"{what} failed (PostgreSQL unreachable): {exc}") from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("asyncpg"):
+                raise StateBackendError(f"{what} failed: {exc}") from exc
+            raise
+
+    async def save_run(self, run: RunRecord) -> None:
+        """Insert or replace a run header."""
+        args = (
+            run.run_id,
+            run.pipeline_name,
+            run.pipeline_version,
+            run.status,
+            run.step_index,
+            run.input,
+            run.context,
+            run.created_at,
+            run.updated_at,
+            run.error,
+            run.pause_message,
+            run.schema_version,
+        )
+        await self._run(f"saving run {run.run_id!r}", lambda p: p.execute(_UPSERT_RUN, *args))
+
+    async def checkpoint(
+        self, step: StepRecord, *, status: RunStatus, step_index: int, updated_at: float
+    ) -> None:
+        """Append the step and move the header in one transaction."""
+
+        async def write(pool: asyncpg.Pool) -> None:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    _INSERT_STEP, step.run_id, step.index, step.name, step.result, step.context
+                )
+                await conn.execute(_MOVE_RUN, status, step_index, updated_at, step.run_id)
+
+        await self._run(f"checkpoint of run {step.run_id!r} at step {step.index}", write)
+
+    async def load_run(self, run_id: str) -> RunRecord | None:
+        """Return the run header or ``None``."""
+        sql = f"SELECT {_RUN_COLUMNS} FROM flujo_runs WHERE run_id = $1"
+        row = await self._run(f"loading run {run_id!r}", lambda p: p.fetchrow(sql, run_id))
+        return None if row is None else _record(row)
+
+    async def load_steps(self, run_id: str) -> Sequence[StepRecord]:
+        """Return the run's steps in order."""
+        sql = (
+            "SELECT run_id, idx, name, result, context FROM flujo_steps"
+            " WHERE run_id = $1 ORDER BY idx"
+        )
+        rows = await self._run(
+            f"loading the steps of run {run_id!r}", lambda p: p.fetch(sql, run_id)
+        )
+        return [
+            StepRecord(
+                run_id=r["run_id"],
+                index=r["idx"],
+                name=r["name"],
+                result=bytes(r["result"]),
+                context=bytes(r["context"]),
+            )
+            for r in rows
+        ]
+
+    async def list_runs(self, *, status: RunStatus | None, limit: int) -> Sequence[RunRecord]:
+        """Return up to ``limit`` headers, most recently updated first."""
+        if status is None:
+            sql = f"SELECT {_RUN_COLUMNS} FROM flujo_runs ORDER BY updated_at DESC LIMIT $1"
+            rows = await self._run("listing runs", lambda p: p.fetch(sql, limit))
+        else:
+            sql = (
+                f"SELECT {_RUN_COLUMNS} FROM flujo_runs WHERE status = $1"
+                " ORDER BY updated_at DESC LIMIT $2"
+            )
+            rows = await self._run("listing runs", lambda p: p.fetch(sql, status, limit))
+        return [_record(r) for r in rows]
+
+    async def delete_run(self, run_id: str) -> None:
+        """Remove a run and its steps (the steps go by cascade)."""
+        await self._run(
+            f"deleting run {run_id!r}",
+            lambda p: p.execute("DELETE FROM flujo_runs WHERE run_id = $1", run_id),
+        )
+
+    async def prune(self, *, older_than: float, statuses: Sequence[RunStatus]) -> int:
+        """Delete old runs in ``statuses``; return how many."""
+        sql = "DELETE FROM flujo_runs WHERE updated_at < $1 AND status = ANY($2::text[])"
+        outcome = await self._run(
+            "pruning runs", lambda p: p.execute(sql, older_than, list(statuses))
+        )
+        return int(str(outcome).rsplit(" ", 1)[-1])
+
+    async def close(self) -> None:
+        """Close the pool; the next call opens a new one."""
+        pool, self._pool, self._loop = self._pool, None, None
+        if pool is not None:
+            await pool.close()
