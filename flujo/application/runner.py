@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import copy
 import dataclasses
 from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from datetime import timedelta
@@ -237,7 +238,10 @@ class Flujo(Generic[InT, OutT, ContextT]):
     ) -> PipelineResult[ContextT]:
         """Run the pipeline on ``data`` and return its result (failed steps do not raise)."""
         run_id = run_id or self.container.run_id()
-        context_data = {**self._initial, **(initial_context_data or {}), "run_id": run_id}
+        # Deep-copied so no run mutates the caller's data or another run's context.
+        context_data = copy.deepcopy(
+            {**self._initial, **(initial_context_data or {}), "run_id": run_id}
+        )
         start = RunStart(run_id=run_id, context=self._validate_context(context_data), data=data)
         return await execute_run(self._plan, self._parts(), start)
 

@@ -37,6 +37,13 @@ class _Unset:
     def __repr__(self) -> str:
         return "<not hydrated>"
 
+    # pydantic copies private defaults per instance: copies must stay the one marker.
+    def __copy__(self) -> _Unset:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Unset:
+        return self
+
 
 _UNSET: Any = _Unset()
 
@@ -96,6 +103,12 @@ class ContextReference(BaseModel, Generic[T]):
         self._dirty = False
         self._digest = digest
 
+    def _discard(self) -> None:
+        """Forget an unsaved value so it is loaded again (framework use)."""
+        self._value = _UNSET
+        self._dirty = False
+        self._digest = None
+
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> ContextReference[T]:
         # Copying the pointer only keeps hydrated data out of class defaults and
         # context copies: its cost never grows with the referenced data.
@@ -117,7 +130,8 @@ class PipelineContext(BaseModel):
     """
 
     # Schemas are built on first use, not at import: `import flujo` stays fast.
-    model_config = ConfigDict(defer_build=True)
+    # An unknown key in initial_context_data is a typo, not data to drop silently.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     run_id: str | None = Field(default=None, description="Id of the run using this context.")
     scratchpad: dict[str, Any] = Field(

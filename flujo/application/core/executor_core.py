@@ -123,13 +123,22 @@ class ExecutorCore:
                         out = await _guarded(step, data, context, resources, config)
                     break
                 except Exception as exc:
+                    if managed:
+                        assert context is not None
+                        self._state.discard_changes(context)
                     if attempts <= config.max_retries:
+                        if managed:
+                            assert context is not None
+                            await self._state.hydrate(context)  # the retry starts from saved state
                         continue
                     return self._failed(step, exc, attempts, start, span)
             if managed:
                 assert context is not None
                 await self._persist(context, config)
         except StateError as exc:
+            if managed:
+                assert context is not None
+                self._state.discard_changes(context)
             return self._failed(step, exc, attempts, start, span)
         cost, tokens = 0.0, 0
         if type(out) is StepOutput:
@@ -161,7 +170,7 @@ class ExecutorCore:
     def _failed(
         self, step: Step[Any, Any], exc: Exception, attempts: int, start: float, span: Any
     ) -> StepResult:
-        feedback = f"{type(exc).__name__}: {exc}"
+        feedback = f"{type(exc).__name__}: {_describe(exc)}"
         if span is not None:
             span.set_attribute("step.attempts", attempts)
             span.record_exception(exc)
@@ -186,7 +195,7 @@ async def _guarded(
         pending: Any = step.invoke(data, context, resources)
     else:
         # A sync callable cannot be interrupted inline, so a timeout needs a thread.
-        pending = asyncio.to_thread(step.invoke, data, context, resources)
+        pending = asyncio.to_thread(_call_in_thread, step, data, context, resources)
     if config.timeout_s is None:
         out = await pending
     else:
@@ -202,3 +211,18 @@ async def _guarded(
     if inspect.isawaitable(out):
         out = await out
     return out
+
+
+def _call_in_thread(step: Step[Any, Any], data: Any, context: Any, resources: Any) -> Any:
+    try:
+        return step.invoke(data, context, resources)
+    except StopIteration as exc:
+        # A StopIteration cannot cross into a future (asyncio would never resolve it).
+        raise RuntimeError(f"step {step.name!r} raised StopIteration") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return f"<unprintable {type(exc).__name__}>"

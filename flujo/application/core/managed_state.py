@@ -85,12 +85,17 @@ class ManagedState:
         ]
         if not pending:
             return
-        loads = []
-        for path, ref in pending:
-            provider = self._provider_for(path, ref)
-            if provider is not None:
-                loads.append(self._load(path, ref, provider))
-        outcomes = await asyncio.gather(*loads, return_exceptions=True)
+        # Resolve every provider before making a coroutine: a missing one raises with none left
+        # unawaited.
+        resolved = [(path, ref, self._provider_for(path, ref)) for path, ref in pending]
+        outcomes = await asyncio.gather(
+            *(
+                self._load(path, ref, provider)
+                for path, ref, provider in resolved
+                if provider is not None
+            ),
+            return_exceptions=True,
+        )
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -121,6 +126,16 @@ class ManagedState:
         dirty = [f for f in find_references(context, with_paths=True) if f[1].is_dirty]
         await self._save_all(dirty)
 
+    def discard_changes(self, context: BaseModel) -> None:
+        """Drop values ``set()`` since their last save; they are loaded again when needed.
+
+        Called when a step fails: its changes never reach the provider, so a retry
+        or a resumed run starts from what was last saved and applies the step once.
+        """
+        for _, ref in find_references(context):
+            if ref.is_dirty:
+                ref._discard()
+
     async def persist_mutated(self, context: BaseModel) -> None:
         """Save references that were set, or changed in place, since their last save."""
         changed: list[Found] = []
@@ -136,12 +151,15 @@ class ManagedState:
         await self._save_all(changed)
 
     async def _save_all(self, found: list[Found]) -> None:
-        saves = []
-        for path, ref in found:
-            provider = self._provider_for(path, ref)
-            if provider is not None:
-                saves.append(self._save(path, ref, provider))
-        outcomes = await asyncio.gather(*saves, return_exceptions=True)
+        resolved = [(path, ref, self._provider_for(path, ref)) for path, ref in found]
+        outcomes = await asyncio.gather(
+            *(
+                self._save(path, ref, provider)
+                for path, ref, provider in resolved
+                if provider is not None
+            ),
+            return_exceptions=True,
+        )
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome

@@ -185,15 +185,22 @@ class _Outcome:
     output: Any = None
     error: str | None = None
     pause_message: str | None = None
+    cost_usd: float = 0.0
+    tokens: int = 0
+    """Totals of the run's step results (steps may run on any backend's executor)."""
 
 
 async def _step_loop(run: _Run[Any], history: list[StepResult]) -> _Outcome:
     """Run the steps from ``run.start.index`` on, appending to ``history``."""
     plan, parts, start = run.plan, run.parts, run.start
-    executor, backend, state_backend = parts.executor, parts.backend, parts.state_backend
+    backend, state_backend = parts.backend, parts.state_backend
     context, run_id, hooks = run.context, run.run_id, bool(plan.hooks)
     limits, resources, steps = plan.usage_limits, plan.resources, plan.pipeline.steps
-    outcome = _Outcome(output=start.data)
+    outcome = _Outcome(
+        output=start.data,
+        cost_usd=sum(r.cost_usd for r in start.history),
+        tokens=sum(r.token_counts for r in start.history),
+    )
     for index in range(start.index, len(steps)):
         step = steps[index]
         answered = index == start.index and start.has_human_output
@@ -224,8 +231,10 @@ async def _step_loop(run: _Run[Any], history: list[StepResult]) -> _Outcome:
             outcome.status = "failed"
             return outcome
         outcome.output = result.output
+        outcome.cost_usd += result.cost_usd
+        outcome.tokens += result.token_counts
         if limits is not None:
-            exceeded = limits.exceeded_by(*executor.usage_meter.totals())
+            exceeded = limits.exceeded_by(outcome.cost_usd, outcome.tokens)
             if exceeded is not None:
                 outcome.status, outcome.error = "failed", f"UsageLimitExceededError: {exceeded}"
                 return outcome
@@ -245,16 +254,11 @@ async def execute_run(
     if plan.hooks:
         await run.emit(RunStarted(run_id=start.run_id, pipeline_name=plan.pipeline_name))
     history = list(start.history)
-    if history:  # a resumed run's limits and totals include what it spent before
-        executor.usage_meter.add(
-            sum(r.cost_usd for r in history), sum(r.token_counts for r in history)
-        )
     outcome = await _step_loop(run, history)
     try:
         await executor.finalize(start.context)
     except StateError as exc:
         outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
-    cost, tokens = executor.usage_meter.totals()
     result: PipelineResult[ContextT] = PipelineResult.model_construct(
         run_id=start.run_id,
         status=outcome.status,
@@ -262,8 +266,8 @@ async def execute_run(
         output=None if outcome.status == "failed" else outcome.output,
         step_history=history,
         final_pipeline_context=start.context,
-        total_cost_usd=cost,
-        total_tokens=tokens,
+        total_cost_usd=outcome.cost_usd,
+        total_tokens=outcome.tokens,
         error=outcome.error,
         pause_message=outcome.pause_message,
     )

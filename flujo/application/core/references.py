@@ -20,40 +20,66 @@ __all__ = ["Found", "find_references", "reference_fields"]
 Found = tuple[str, ContextReference[Any]]
 """A reference and the path of the field holding it, e.g. ``context.docs[2].ref``."""
 
-# A memo derived only from class definitions; weak keys let classes be collected.
+# Memos derived only from class definitions; weak keys let classes be collected.
 _PLANS: WeakKeyDictionary[type[BaseModel], tuple[str, ...]] = WeakKeyDictionary()
+_REACHES: WeakKeyDictionary[type[BaseModel], bool] = WeakKeyDictionary()
 
 
-def _may_hold_reference(annotation: Any, visiting: set[type[BaseModel]]) -> bool:
+def _mentions(annotation: Any, models: set[type[BaseModel]]) -> bool:
+    """Say whether ``annotation`` names ``ContextReference``; collect the models it names."""
     origin = get_origin(annotation)
     if origin is None and isinstance(annotation, type):
         if issubclass(annotation, ContextReference):
             return True
-        if issubclass(annotation, BaseModel) and annotation not in visiting:
-            return bool(_plan(annotation, visiting))
-        return False  # plain classes, and models already being planned (recursion)
-    if origin is Annotated:
-        return _may_hold_reference(get_args(annotation)[0], visiting)
+        if issubclass(annotation, BaseModel):
+            models.add(annotation)
+        return False
     if origin is Literal:
         return False
-    return any(_may_hold_reference(arg, visiting) for arg in get_args(annotation))
+    args = get_args(annotation)[:1] if origin is Annotated else get_args(annotation)
+    found = False
+    for arg in args:
+        found = _mentions(arg, models) or found
+    return found
 
 
-def _plan(model: type[BaseModel], visiting: set[type[BaseModel]]) -> tuple[str, ...]:
-    visiting = visiting | {model}
-    return tuple(
-        name
-        for name, field in model.model_fields.items()
-        if _may_hold_reference(field.annotation, visiting)
-    )
+def _reaches_reference(model: type[BaseModel]) -> bool:
+    """Whether a reference can sit anywhere below ``model`` (recursive types included)."""
+    known = _REACHES.get(model)
+    if known is not None:
+        return known
+    seen: set[type[BaseModel]] = set()
+    pending = [model]
+    reaches = False
+    while pending and not reaches:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        named: set[type[BaseModel]] = set()
+        for field in current.model_fields.values():
+            if _mentions(field.annotation, named):
+                reaches = True
+                break
+        pending.extend(named - seen)
+    _REACHES[model] = reaches
+    return reaches
+
+
+def _may_hold_reference(annotation: Any) -> bool:
+    models: set[type[BaseModel]] = set()
+    return _mentions(annotation, models) or any(_reaches_reference(m) for m in models)
 
 
 def reference_fields(model: type[BaseModel]) -> tuple[str, ...]:
     """Return the names of ``model``'s fields whose type can hold a ``ContextReference``."""
     plan = _PLANS.get(model)
     if plan is None:
-        # Only whole plans are memoised: one computed inside a recursion cycle may be partial.
-        plan = _PLANS[model] = _plan(model, set())
+        plan = _PLANS[model] = tuple(
+            name
+            for name, field in model.model_fields.items()
+            if _may_hold_reference(field.annotation)
+        )
     return plan
 
 

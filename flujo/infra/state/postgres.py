@@ -94,29 +94,43 @@ class PostgresBackend:
         self._max_size = max_size
         self._pool: asyncpg.Pool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock: asyncio.Lock | None = None
 
     async def _get_pool(self) -> asyncpg.Pool:
         loop = asyncio.get_running_loop()
-        if self._pool is None or self._loop is not loop:
-            try:
-                import asyncpg
-            except ImportError as exc:
-                raise ConfigurationError(
-                    "PostgresBackend needs asyncpg: pip install 'flujo[postgres]'"
-                ) from exc
-            self._pool = None
-            pool = await asyncpg.create_pool(
-                self.dsn, min_size=self._min_size, max_size=self._max_size
-            )
+        if self._pool is not None and self._loop is loop:
+            return self._pool
+        if self._lock is None or self._loop is not loop:
+            self._lock, self._loop = asyncio.Lock(), loop
+            if self._pool is not None:
+                # The pool's loop is gone (a new `runner.run()`): drop its connections now.
+                self._pool.terminate()
+                self._pool = None
+        async with self._lock:  # concurrent first calls share one pool
+            if self._pool is None:
+                self._pool = await self._open()
+        return self._pool
+
+    async def _open(self) -> asyncpg.Pool:
+        try:
+            import asyncpg
+        except ImportError as exc:
+            raise ConfigurationError(
+                "PostgresBackend needs asyncpg: pip install 'flujo[postgres]'"
+            ) from exc
+        pool = await asyncpg.create_pool(self.dsn, min_size=self._min_size, max_size=self._max_size)
+        try:
             async with pool.acquire() as conn:
-                # Serialised so concurrent first uses do not race on CREATE TABLE.
+                # Serialised so concurrent processes do not race on CREATE TABLE.
                 await conn.execute("SELECT pg_advisory_lock(726764)")
                 try:
                     await conn.execute(_SCHEMA)
                 finally:
                     await conn.execute("SELECT pg_advisory_unlock(726764)")
-            self._pool, self._loop = pool, loop
-        return self._pool
+        except BaseException:
+            await pool.close()
+            raise
+        return pool
 
     async def _run(self, what: str, fn: Callable[[asyncpg.Pool], Awaitable[R]]) -> R:
         try:
@@ -216,6 +230,6 @@ class PostgresBackend:
 
     async def close(self) -> None:
         """Close the pool; the next call opens a new one."""
-        pool, self._pool, self._loop = self._pool, None, None
+        pool, self._pool, self._loop, self._lock = self._pool, None, None, None
         if pool is not None:
             await pool.close()

@@ -1,0 +1,18 @@
+"""Helpers for testing flujo plugins: conformance suites any implementation can run.
+
+Subclass a contract in your test module and supply one fixture::
+
+    from flujo.testing import StateBackendContract
+
+    class TestMyBackend(StateBackendContract):
+        @pytest.fixture
+        def backend(self, tmp_path):
+            return MyBackend(tmp_path / "runs")
+
+Requires pytest and pytest-asyncio (flujo's ``dev`` extra has both).
+"""
+
+from flujo.testing.provider_contract import StateProviderContract
+from flujo.testing.state_backend_contract import StateBackendContract, make_run, make_step
+
+__all__ = ["StateBackendContract", "StateProviderContract", "make_run", "make_step"]

@@ -1,0 +1,171 @@
+"""The behaviour every ``StateBackend`` must have, as a pytest base class."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import pytest
+
+from flujo.domain.interfaces import RunRecord, StateBackend, StepRecord
+from flujo.domain.models import RunStatus
+
+__all__ = ["StateBackendContract", "make_run", "make_step"]
+
+
+def make_run(
+    run_id: str,
+    *,
+    status: RunStatus = "running",
+    step_index: int = 0,
+    updated_at: float = 1000.0,
+    pipeline_name: str = "contract",
+) -> RunRecord:
+    """Return a small run header for tests."""
+    return RunRecord(
+        run_id=run_id,
+        pipeline_name=pipeline_name,
+        pipeline_version="1",
+        status=status,
+        step_index=step_index,
+        input=b'"input"',
+        context=b'{"run_id":"%s"}' % run_id.encode(),
+        created_at=updated_at,
+        updated_at=updated_at,
+    )
+
+
+def make_step(run_id: str, index: int, *, result: bytes = b"{}") -> StepRecord:
+    """Return a step record for tests."""
+    return StepRecord(
+        run_id=run_id,
+        index=index,
+        name=f"step{index}",
+        result=result,
+        context=b'{"index":%d}' % index,
+    )
+
+
+class StateBackendContract:
+    """Subclass with a ``backend`` fixture returning a fresh, empty ``StateBackend``."""
+
+    @pytest.fixture
+    def backend(self) -> Any:
+        """Override: return a fresh, empty backend."""
+        raise NotImplementedError("define a `backend` fixture in your subclass")
+
+    @pytest.mark.asyncio
+    async def test_saved_run_loads_back_equal(self, backend: StateBackend) -> None:
+        run = dataclasses.replace(make_run("r1"), error="why", pause_message="wait")
+        await backend.save_run(run)
+        assert await backend.load_run("r1") == run
+
+    @pytest.mark.asyncio
+    async def test_unknown_run_is_none_and_has_no_steps(self, backend: StateBackend) -> None:
+        assert await backend.load_run("missing") is None
+        assert list(await backend.load_steps("missing")) == []
+
+    @pytest.mark.asyncio
+    async def test_save_run_replaces_the_header(self, backend: StateBackend) -> None:
+        await backend.save_run(make_run("r1"))
+        await backend.save_run(make_run("r1", status="completed", step_index=3))
+        loaded = await backend.load_run("r1")
+        assert loaded is not None and (loaded.status, loaded.step_index) == ("completed", 3)
+
+    @pytest.mark.asyncio
+    async def test_checkpoint_appends_step_and_moves_header(self, backend: StateBackend) -> None:
+        await backend.save_run(make_run("r1"))
+        for index in range(3):
+            await backend.checkpoint(
+                make_step("r1", index), status="running", step_index=index + 1, updated_at=2000.0
+            )
+        steps = list(await backend.load_steps("r1"))
+        assert [s.index for s in steps] == [0, 1, 2]
+        assert steps[1] == make_step("r1", 1)
+        loaded = await backend.load_run("r1")
+        assert loaded is not None
+        assert (loaded.step_index, loaded.updated_at, loaded.status) == (3, 2000.0, "running")
+        assert loaded.context == make_run("r1").context  # the header's context is not rewritten
+
+    @pytest.mark.asyncio
+    async def test_checkpoint_of_a_retried_step_replaces_it(self, backend: StateBackend) -> None:
+        await backend.save_run(make_run("r1"))
+        await backend.checkpoint(
+            make_step("r1", 0, result=b'{"try":1}'), status="failed", step_index=0, updated_at=1.0
+        )
+        await backend.checkpoint(
+            make_step("r1", 0, result=b'{"try":2}'), status="running", step_index=1, updated_at=2.0
+        )
+        steps = list(await backend.load_steps("r1"))
+        assert len(steps) == 1 and steps[0].result == b'{"try":2}'
+
+    @pytest.mark.asyncio
+    async def test_large_binary_payloads_round_trip(self, backend: StateBackend) -> None:
+        blob = b'{"data":"' + b"x" * 1_000_000 + b'"}'
+        await backend.save_run(dataclasses.replace(make_run("big"), context=blob))
+        await backend.checkpoint(
+            make_step("big", 0, result=blob), status="running", step_index=1, updated_at=1.0
+        )
+        loaded = await backend.load_run("big")
+        assert loaded is not None and loaded.context == blob
+        (step,) = await backend.load_steps("big")
+        assert step.result == blob
+
+    @pytest.mark.asyncio
+    async def test_list_runs_filters_orders_and_limits(self, backend: StateBackend) -> None:
+        await backend.save_run(make_run("old", status="completed", updated_at=1.0))
+        await backend.save_run(make_run("new", status="completed", updated_at=3.0))
+        await backend.save_run(make_run("mid", status="paused", updated_at=2.0))
+        everything = [r.run_id for r in await backend.list_runs(status=None, limit=10)]
+        assert everything == ["new", "mid", "old"]
+        completed = [r.run_id for r in await backend.list_runs(status="completed", limit=10)]
+        assert completed == ["new", "old"]
+        assert [r.run_id for r in await backend.list_runs(status=None, limit=1)] == ["new"]
+
+    @pytest.mark.asyncio
+    async def test_delete_run_removes_header_and_steps(self, backend: StateBackend) -> None:
+        await backend.save_run(make_run("r1"))
+        await backend.checkpoint(make_step("r1", 0), status="running", step_index=1, updated_at=1)
+        await backend.delete_run("r1")
+        await backend.delete_run("never-existed")
+        assert await backend.load_run("r1") is None
+        assert list(await backend.load_steps("r1")) == []
+
+    @pytest.mark.asyncio
+    async def test_prune_deletes_only_old_runs_in_the_statuses(self, backend: StateBackend) -> None:
+        await backend.save_run(make_run("old-done", status="completed", updated_at=10.0))
+        await backend.save_run(make_run("old-failed", status="failed", updated_at=10.0))
+        await backend.save_run(make_run("old-paused", status="paused", updated_at=10.0))
+        await backend.save_run(make_run("new-done", status="completed", updated_at=99.0))
+        await backend.checkpoint(
+            make_step("old-done", 0), status="completed", step_index=1, updated_at=10.0
+        )
+        deleted = await backend.prune(older_than=50.0, statuses=("completed", "failed"))
+        assert deleted == 2
+        remaining = {r.run_id for r in await backend.list_runs(status=None, limit=10)}
+        assert remaining == {"old-paused", "new-done"}
+        assert list(await backend.load_steps("old-done")) == []
+
+    @pytest.mark.asyncio
+    async def test_close_then_use_again(self, backend: StateBackend) -> None:
+        await backend.save_run(make_run("r1"))
+        await backend.close()
+        assert await backend.load_run("r1") is not None
+        await backend.close()
+
+    @pytest.mark.asyncio
+    async def test_concurrent_checkpoints_of_many_runs(self, backend: StateBackend) -> None:
+        async def one_run(n: int) -> None:
+            run_id = f"run{n}"
+            await backend.save_run(make_run(run_id))
+            for index in range(5):
+                await backend.checkpoint(
+                    make_step(run_id, index), status="running", step_index=index + 1, updated_at=n
+                )
+
+        await asyncio.gather(*(one_run(n) for n in range(20)))
+        for n in range(20):
+            run = await backend.load_run(f"run{n}")
+            assert run is not None and run.step_index == 5
+            assert [s.index for s in await backend.load_steps(f"run{n}")] == [0, 1, 2, 3, 4]

@@ -1,0 +1,360 @@
+"""FlujoContainer: the composition root, its profiles, overrides and embedding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dependency_injector import containers, providers
+
+from flujo import ConfigurationError, ContextReference, Flujo, PipelineContext, Step
+from flujo.application.core.executor_core import ExecutorCore
+from flujo.containers import FlujoContainer, load_profile
+from flujo.domain.interfaces import RunRecord
+from tests.helpers import DictCache, DictStateProvider, RecordingTelemetry
+
+ROOT = Path(__file__).resolve().parents[2]
+PROFILES = sorted((ROOT / "containers").glob("*.yaml"))
+
+PROVIDERS = [
+    "config",
+    "settings",
+    "serializer",
+    "hasher",
+    "cache_backend",
+    "telemetry",
+    "usage_meter",
+    "state_providers",
+    "state_backend",
+    "executor",
+    "execution_backend",
+]
+
+
+@pytest.fixture(autouse=True)
+def _no_state_uri_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The defaults under test are the code's, not the machine's.
+    monkeypatch.delenv("FLUJO_STATE_URI", raising=False)
+
+
+def _echo() -> Step[Any, Any]:
+    def echo(x: Any) -> Any:
+        return x
+
+    return Step.from_callable(echo)
+
+
+# --- every provider resolves -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_every_public_provider_exists(name: str) -> None:
+    container = FlujoContainer()
+    provider = getattr(container, name)
+    assert isinstance(provider, providers.Provider), name
+
+
+def test_default_container_resolves_every_part(isolated_state_home: Path) -> None:
+    c = FlujoContainer()
+    config = c.config()
+    assert config in ({}, None)
+    settings = c.settings()
+    assert settings.cache.max_entries > 0
+    assert c.serializer().loads(c.serializer().dumps({"a": [1, 2]})) == {"a": [1, 2]}
+    digest = c.hasher().digest(b"abc")
+    assert isinstance(digest, str) and digest == c.hasher().digest(b"abc")
+    assert digest != c.hasher().digest(b"abd")
+    cache = c.cache_backend()
+    assert hasattr(cache, "get") and hasattr(cache, "set")
+    telemetry = c.telemetry()
+    assert hasattr(telemetry, "start_span") and hasattr(telemetry, "warning")
+    meter = c.usage_meter()
+    assert meter.totals() == (0.0, 0)
+    assert dict(c.state_providers()) == {}
+    backend = c.state_backend()
+    assert hasattr(backend, "save_run") and hasattr(backend, "load_run")
+    assert type(backend).__name__ == "SQLiteBackend"  # the embedded default
+    executor = c.executor()
+    assert isinstance(executor, ExecutorCore)
+    execution_backend = c.execution_backend()
+    assert hasattr(execution_backend, "execute_step")
+    # resolving the state backend must not touch the disk yet
+    assert not isolated_state_home.exists() or not any(isolated_state_home.rglob("*"))
+
+
+def test_singletons_and_per_call_parts() -> None:
+    c = FlujoContainer()
+    assert c.serializer() is c.serializer()
+    assert c.cache_backend() is c.cache_backend()
+    assert c.state_backend() is c.state_backend()
+    # each executor (one per run) gets its own usage meter
+    assert c.executor() is not c.executor()
+    assert c.executor().usage_meter is not c.executor().usage_meter
+
+
+def test_executor_is_wired_with_the_container_parts() -> None:
+    c = FlujoContainer()
+    executor = c.executor()
+    assert executor.serializer is c.serializer()
+    assert executor.hasher is c.hasher()
+    assert executor.cache_backend is c.cache_backend()
+    assert executor.telemetry is c.telemetry()
+
+
+async def test_execution_backend_runs_a_step() -> None:
+    backend = FlujoContainer().execution_backend()
+    result = await backend.execute_step(_echo(), 5, context=None, resources=None)
+    assert result.success and result.output == 5
+
+
+def test_two_containers_share_nothing() -> None:
+    a, b = FlujoContainer(), FlujoContainer()
+    assert a.cache_backend() is not b.cache_backend()
+    assert a.state_backend() is not b.state_backend()
+    a.state_providers.override(providers.Object({"p": DictStateProvider()}))
+    assert dict(b.state_providers()) == {}
+
+
+# --- configuration -----------------------------------------------------------------------
+
+
+def test_config_values_reach_the_settings() -> None:
+    c = FlujoContainer()
+    c.config.from_dict({"cache": {"max_entries": 7}, "state": {"backend": "memory"}})
+    assert c.settings().cache.max_entries == 7
+    assert type(c.state_backend()).__name__ == "InMemoryBackend"
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"cache": {"max_entrys": 5}}, "max_entrys"),
+        ({"stat": {"backend": "memory"}}, "stat"),
+        ({"state": {"backnd": "memory"}}, "backnd"),
+        ({"telemetry": {"logger": "x"}}, "logger"),
+    ],
+)
+def test_misspelt_config_key_is_an_error_naming_it(raw: dict[str, Any], key: str) -> None:
+    c = FlujoContainer()
+    c.config.from_dict(raw)
+    with pytest.raises(ConfigurationError, match=key):
+        c.settings()
+
+
+def test_bad_config_value_is_an_error_naming_the_key() -> None:
+    c = FlujoContainer()
+    c.config.from_dict({"state": {"backend": "floppy"}})
+    with pytest.raises(ConfigurationError, match="backend"):
+        c.settings()
+
+
+def test_misspelt_config_key_fails_flujo_construction() -> None:
+    c = FlujoContainer()
+    c.config.from_dict({"cache": {"max_entrys": 5}})
+    with pytest.raises(ConfigurationError, match="max_entrys"):
+        Flujo(_echo(), container=c)
+
+
+# --- profiles ----------------------------------------------------------------------------
+
+
+def test_the_shipped_profiles_include_default_and_testing() -> None:
+    names = {p.name for p in PROFILES}
+    assert {"default.yaml", "testing.yaml"} <= names
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=[p.name for p in PROFILES])
+def test_every_shipped_profile_loads_and_resolves(profile: Path) -> None:
+    c = FlujoContainer.from_profile(profile)
+    c.settings()
+    assert isinstance(c.executor(), ExecutorCore)
+    for name in PROVIDERS:
+        if name == "state_backend":
+            continue  # some profiles name servers; resolving them is each backend's own test
+        getattr(c, name)()
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=[p.name for p in PROFILES])
+async def test_every_shipped_profile_runs_a_pipeline(profile: Path) -> None:
+    state = load_profile(profile).get("state") or {}
+    if state.get("backend") not in (None, "memory", "sqlite") or state.get("uri"):
+        pytest.skip(f"{profile.name} needs a server for its state backend")
+    c = FlujoContainer.from_profile(profile)
+    async with Flujo(_echo(), container=c) as runner:
+        result = await runner.run_async("hi")
+    assert result.success and result.output == "hi"
+
+
+def test_default_profile_uses_sqlite_under_xdg_state_home(isolated_state_home: Path) -> None:
+    c = FlujoContainer.from_profile(ROOT / "containers" / "default.yaml")
+    assert c.settings().state.backend == "sqlite"
+    assert type(c.state_backend()).__name__ == "SQLiteBackend"
+    assert Path(c.state_backend().path) == isolated_state_home / "flujo" / "runs.db"
+
+
+async def test_testing_profile_keeps_run_state_in_memory(isolated_state_home: Path) -> None:
+    c = FlujoContainer.from_profile(ROOT / "containers" / "testing.yaml")
+    backend = c.state_backend()
+    assert type(backend).__name__ == "InMemoryBackend"
+    async with Flujo(_echo(), container=c) as runner:
+        result = await runner.run_async(1)
+        record = await runner.container.state_backend().load_run(result.run_id)
+    assert isinstance(record, RunRecord) and record.status == "completed"
+    assert not isolated_state_home.exists() or not any(isolated_state_home.rglob("*.db"))
+
+
+def test_profile_accepts_a_string_path() -> None:
+    c = FlujoContainer.from_profile(str(ROOT / "containers" / "testing.yaml"))
+    assert c.settings().state.backend == "memory"
+
+
+def test_bad_yaml_profile_is_a_configuration_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cache: [unclosed\n  backend: memory: :\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=r"bad\.yaml"):
+        FlujoContainer.from_profile(bad)
+
+
+@pytest.mark.parametrize("content", ["- a\n- b\n", "just a string\n", "42\n"])
+def test_non_mapping_profile_is_a_configuration_error(tmp_path: Path, content: str) -> None:
+    profile = tmp_path / "list.yaml"
+    profile.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="mapping"):
+        FlujoContainer.from_profile(profile)
+
+
+def test_unknown_key_in_profile_is_a_configuration_error(tmp_path: Path) -> None:
+    profile = tmp_path / "typo.yaml"
+    profile.write_text("cache:\n  backend: memory\n  max_entires: 10\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="max_entires"):
+        FlujoContainer.from_profile(profile)
+
+
+def test_missing_profile_file_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"nope\.yaml"):
+        FlujoContainer.from_profile(tmp_path / "nope.yaml")
+
+
+def test_empty_profile_means_defaults(tmp_path: Path) -> None:
+    profile = tmp_path / "empty.yaml"
+    profile.write_text("# nothing\n", encoding="utf-8")
+    c = FlujoContainer.from_profile(profile)
+    assert c.settings().cache.max_entries == 1024
+
+
+# --- overrides ---------------------------------------------------------------------------
+
+
+def test_override_swaps_a_part_and_reset_restores_it() -> None:
+    c = FlujoContainer()
+    original = c.cache_backend()
+    fake = DictCache()
+    with c.cache_backend.override(fake):
+        assert c.cache_backend() is fake
+        assert c.executor().cache_backend is fake
+    assert c.cache_backend() is original
+    assert c.executor().cache_backend is original
+
+
+def test_override_with_a_provider() -> None:
+    c = FlujoContainer()
+    telemetry = RecordingTelemetry()
+    with c.telemetry.override(providers.Object(telemetry)):
+        assert c.executor().telemetry is telemetry
+    assert c.executor().telemetry is not telemetry
+
+
+def test_state_providers_override_reaches_the_executor() -> None:
+    c = FlujoContainer()
+    provider = DictStateProvider()
+    with c.state_providers.override(providers.Object({"kg": provider})):
+        assert c.executor().state_providers["kg"] is provider
+    assert "kg" not in c.executor().state_providers
+
+
+async def test_override_on_runner_container_swaps_the_cache_for_runs() -> None:
+    runner = Flujo(_echo(), persist_state=False)
+    fake = DictCache()
+    with runner.container.cache_backend.override(fake):
+        assert runner.container.executor().cache_backend is fake
+        assert (await runner.run_async(1)).success
+
+
+# --- embedding in a host container -------------------------------------------------------
+
+
+class KGProvider:
+    """A provider a host application builds, with its own dependency."""
+
+    def __init__(self, pool: dict[str, Any]) -> None:
+        self.pool = pool
+
+    async def load(self, key: str) -> Any | None:
+        return self.pool.get(key)
+
+    async def save(self, key: str, data: Any) -> None:
+        self.pool[key] = data
+
+
+class Host(containers.DeclarativeContainer):
+    config = providers.Configuration()
+    db_pool = providers.Singleton(dict, {"doc": {"title": "hello"}})
+    flujo = providers.Container(
+        FlujoContainer,
+        config=config.flujo,
+        state_providers=providers.Dict(kg=providers.Singleton(KGProvider, pool=db_pool)),
+    )
+
+
+class KGCtx(PipelineContext):
+    doc: ContextReference[dict[str, Any]] = ContextReference(provider_id="kg", key="doc")
+
+
+def _host() -> Host:
+    app = Host()
+    app.config.from_dict({"flujo": {"state": {"backend": "memory"}}})
+    return app
+
+
+async def test_embedded_container_sees_the_host_provider_registry() -> None:
+    app = _host()
+    runner = Flujo(_echo(), container=app.flujo())
+    assert isinstance(runner.state_providers["kg"], KGProvider)
+    assert runner.state_providers["kg"].pool is app.db_pool()
+    assert type(runner.container.state_backend()).__name__ == "InMemoryBackend"
+    result = await runner.run_async("x")
+    assert result.success and result.output == "x"
+
+
+async def test_embedded_container_hydrates_references_from_the_host_provider() -> None:
+    app = _host()
+
+    def title(x: Any, *, context: KGCtx) -> Any:
+        doc = context.doc.get()
+        assert doc is not None
+        return doc["title"]
+
+    runner = Flujo(Step.from_callable(title), context_model=KGCtx, container=app.flujo())
+    result = await runner.run_async(None)
+    assert result.success, result.feedback or result.error
+    assert result.output == "hello"
+
+
+def test_embedded_container_takes_the_host_config() -> None:
+    app = Host()
+    app.config.from_dict({"flujo": {"cache": {"max_entries": 3}}})
+    assert app.flujo().settings().cache.max_entries == 3
+    app2 = Host()
+    app2.config.from_dict({"flujo": {"cache": {"max_entrys": 3}}})
+    with pytest.raises(ConfigurationError, match="max_entrys"):
+        Flujo(_echo(), container=app2.flujo())
+
+
+def test_flujo_state_providers_argument_overrides_only_that_runner() -> None:
+    c1, c2 = FlujoContainer(), FlujoContainer()
+    provider = DictStateProvider()
+    Flujo(_echo(), container=c1, state_providers={"p": provider})
+    Flujo(_echo(), container=c2)
+    assert c1.state_providers()["p"] is provider
+    assert "p" not in c2.state_providers()
