@@ -148,8 +148,9 @@ class ExecutionBackend(Protocol):
 class RunRecord:
     """The header of one run as a state backend stores it.
 
-    The header is written when a run starts, pauses and ends; each step adds a
-    ``StepRecord`` and moves ``status``/``step_index``/``updated_at`` only.
+    The header is written when a run starts, pauses and ends. Between those
+    writes, a backend reports a running run's ``step_index`` and ``updated_at``
+    from its step records.
     """
 
     run_id: str
@@ -178,29 +179,31 @@ class StepRecord:
     run_id: str
     index: int
     name: str
+    success: bool
     result: bytes
     """The ``StepResult`` as JSON."""
     context: bytes
     """The context right after the step, as JSON; references appear as pointers only."""
+    recorded_at: float
 
 
 class StateBackend(Protocol):
     """Durable run state: stores and loads records, knows nothing of the executor.
 
-    Every write is atomic. ``checkpoint`` appends one step record and moves the
-    run header's ``status``, ``step_index`` and ``updated_at`` in one
-    transaction, so what it writes per step does not grow with the run's
-    length. Failures raise ``StateBackendError``.
+    Writes are atomic and append-only per step: ``checkpoint`` adds one step
+    record and touches nothing else, so what a step writes does not grow with
+    the run's length. For a run whose header says ``running``, ``load_run`` and
+    ``list_runs`` report ``step_index`` as the number of successful step
+    records and ``updated_at`` as the latest of the header's and the records'.
+    Failures raise ``StateBackendError``.
     """
 
     async def save_run(self, run: RunRecord) -> None:
         """Insert or replace a run header."""
         ...
 
-    async def checkpoint(
-        self, step: StepRecord, *, status: RunStatus, step_index: int, updated_at: float
-    ) -> None:
-        """Append ``step`` and move its run's header, in one transaction."""
+    async def checkpoint(self, step: StepRecord) -> None:
+        """Append ``step`` (replacing a record with the same run and index)."""
         ...
 
     async def load_run(self, run_id: str) -> RunRecord | None:

@@ -23,9 +23,10 @@ R = TypeVar("R")
 class SQLiteWorker:
     """Runs functions of a ``sqlite3.Connection`` on its own thread, opening it lazily."""
 
-    def __init__(self, path: Path, schema: str) -> None:
+    def __init__(self, path: Path, schema: str, version: int) -> None:
         self.path = path
         self._schema = schema
+        self._version = version
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
 
@@ -37,7 +38,19 @@ class SQLiteWorker:
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(self._schema)
+            try:
+                conn.executescript(self._schema)
+                found = conn.execute("PRAGMA user_version").fetchone()[0]
+                if found == 0:
+                    conn.execute(f"PRAGMA user_version = {int(self._version)}")
+                elif found != self._version:
+                    raise sqlite3.DatabaseError(
+                        f"the file has layout version {found}, this flujo reads version "
+                        f"{self._version}; use another file"
+                    )
+            except BaseException:
+                conn.close()
+                raise
             self._conn = conn
         return self._conn
 

@@ -36,14 +36,23 @@ def make_run(
     )
 
 
-def make_step(run_id: str, index: int, *, result: bytes = b"{}") -> StepRecord:
+def make_step(
+    run_id: str,
+    index: int,
+    *,
+    result: bytes = b"{}",
+    success: bool = True,
+    recorded_at: float = 2000.0,
+) -> StepRecord:
     """Return a step record for tests."""
     return StepRecord(
         run_id=run_id,
         index=index,
         name=f"step{index}",
+        success=success,
         result=result,
         context=b'{"index":%d}' % index,
+        recorded_at=recorded_at,
     )
 
 
@@ -74,39 +83,53 @@ class StateBackendContract:
         assert loaded is not None and (loaded.status, loaded.step_index) == ("completed", 3)
 
     @pytest.mark.asyncio
-    async def test_checkpoint_appends_step_and_moves_header(self, backend: StateBackend) -> None:
+    async def test_checkpoint_appends_steps_and_reports_progress(
+        self, backend: StateBackend
+    ) -> None:
         await backend.save_run(make_run("r1"))
         for index in range(3):
-            await backend.checkpoint(
-                make_step("r1", index), status="running", step_index=index + 1, updated_at=2000.0
-            )
+            await backend.checkpoint(make_step("r1", index, recorded_at=2000.0 + index))
         steps = list(await backend.load_steps("r1"))
         assert [s.index for s in steps] == [0, 1, 2]
-        assert steps[1] == make_step("r1", 1)
+        assert steps[1] == make_step("r1", 1, recorded_at=2001.0)
         loaded = await backend.load_run("r1")
         assert loaded is not None
-        assert (loaded.step_index, loaded.updated_at, loaded.status) == (3, 2000.0, "running")
-        assert loaded.context == make_run("r1").context  # the header's context is not rewritten
+        assert (loaded.step_index, loaded.updated_at, loaded.status) == (3, 2002.0, "running")
+        assert loaded.context == make_run("r1").context  # the header is not rewritten
+        listed = await backend.list_runs(status="running", limit=5)
+        assert [(r.run_id, r.step_index) for r in listed] == [("r1", 3)]
+
+    @pytest.mark.asyncio
+    async def test_a_failed_step_is_not_counted_as_completed(self, backend: StateBackend) -> None:
+        await backend.save_run(make_run("r1"))
+        await backend.checkpoint(make_step("r1", 0))
+        await backend.checkpoint(make_step("r1", 1, success=False))
+        loaded = await backend.load_run("r1")
+        assert loaded is not None and loaded.step_index == 1
+        assert [s.success for s in await backend.load_steps("r1")] == [True, False]
+
+    @pytest.mark.asyncio
+    async def test_a_finished_run_reports_its_header(self, backend: StateBackend) -> None:
+        await backend.save_run(make_run("r1"))
+        await backend.checkpoint(make_step("r1", 0, recorded_at=5000.0))
+        await backend.save_run(make_run("r1", status="failed", step_index=0, updated_at=4000.0))
+        loaded = await backend.load_run("r1")
+        assert loaded is not None
+        assert (loaded.status, loaded.step_index, loaded.updated_at) == ("failed", 0, 4000.0)
 
     @pytest.mark.asyncio
     async def test_checkpoint_of_a_retried_step_replaces_it(self, backend: StateBackend) -> None:
         await backend.save_run(make_run("r1"))
-        await backend.checkpoint(
-            make_step("r1", 0, result=b'{"try":1}'), status="failed", step_index=0, updated_at=1.0
-        )
-        await backend.checkpoint(
-            make_step("r1", 0, result=b'{"try":2}'), status="running", step_index=1, updated_at=2.0
-        )
+        await backend.checkpoint(make_step("r1", 0, result=b'{"try":1}', success=False))
+        await backend.checkpoint(make_step("r1", 0, result=b'{"try":2}'))
         steps = list(await backend.load_steps("r1"))
-        assert len(steps) == 1 and steps[0].result == b'{"try":2}'
+        assert len(steps) == 1 and steps[0].result == b'{"try":2}' and steps[0].success
 
     @pytest.mark.asyncio
     async def test_large_binary_payloads_round_trip(self, backend: StateBackend) -> None:
         blob = b'{"data":"' + b"x" * 1_000_000 + b'"}'
         await backend.save_run(dataclasses.replace(make_run("big"), context=blob))
-        await backend.checkpoint(
-            make_step("big", 0, result=blob), status="running", step_index=1, updated_at=1.0
-        )
+        await backend.checkpoint(make_step("big", 0, result=blob))
         loaded = await backend.load_run("big")
         assert loaded is not None and loaded.context == blob
         (step,) = await backend.load_steps("big")
@@ -126,7 +149,7 @@ class StateBackendContract:
     @pytest.mark.asyncio
     async def test_delete_run_removes_header_and_steps(self, backend: StateBackend) -> None:
         await backend.save_run(make_run("r1"))
-        await backend.checkpoint(make_step("r1", 0), status="running", step_index=1, updated_at=1)
+        await backend.checkpoint(make_step("r1", 0))
         await backend.delete_run("r1")
         await backend.delete_run("never-existed")
         assert await backend.load_run("r1") is None
@@ -138,9 +161,7 @@ class StateBackendContract:
         await backend.save_run(make_run("old-failed", status="failed", updated_at=10.0))
         await backend.save_run(make_run("old-paused", status="paused", updated_at=10.0))
         await backend.save_run(make_run("new-done", status="completed", updated_at=99.0))
-        await backend.checkpoint(
-            make_step("old-done", 0), status="completed", step_index=1, updated_at=10.0
-        )
+        await backend.checkpoint(make_step("old-done", 0, recorded_at=10.0))
         deleted = await backend.prune(older_than=50.0, statuses=("completed", "failed"))
         assert deleted == 2
         remaining = {r.run_id for r in await backend.list_runs(status=None, limit=10)}
@@ -160,9 +181,7 @@ class StateBackendContract:
             run_id = f"run{n}"
             await backend.save_run(make_run(run_id))
             for index in range(5):
-                await backend.checkpoint(
-                    make_step(run_id, index), status="running", step_index=index + 1, updated_at=n
-                )
+                await backend.checkpoint(make_step(run_id, index, recorded_at=float(n)))
 
         await asyncio.gather(*(one_run(n) for n in range(20)))
         for n in range(20):

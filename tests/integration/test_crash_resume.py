@@ -35,12 +35,13 @@ def _steps_completed(state_db: Path, run_id: str) -> int:
         return 0
     try:
         with sqlite3.connect(f"file:{state_db}?mode=ro", uri=True, timeout=5) as conn:
+            # A running run's progress is its successful step records.
             row = conn.execute(
-                "SELECT step_index FROM flujo_runs WHERE run_id = ?", (run_id,)
+                "SELECT COUNT(*) FROM flujo_steps WHERE run_id = ? AND success = 1", (run_id,)
             ).fetchone()
     except sqlite3.OperationalError:
         return 0  # tables not created yet
-    return 0 if row is None else int(row[0])
+    return int(row[0])
 
 
 def _journal(folder: Path) -> list[int]:

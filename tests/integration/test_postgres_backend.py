@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from pydantic import Field
 
 from flujo import Flujo, PipelineContext, Step
 from flujo.containers import FlujoContainer
@@ -22,7 +23,7 @@ class TestPostgresBackend(StateBackendContract):
 
 
 class Counter(PipelineContext):
-    seen: list[str] = []
+    seen: list[str] = Field(default_factory=list)
 
 
 def note(data: int, *, context: Counter) -> int:

@@ -158,8 +158,10 @@ class _Run(Generic[ContextT]):
             run_id=self.run_id,
             index=index,
             name=result.name,
+            success=result.success,
             result=blob,
             context=self.json(self.context, "the context"),
+            recorded_at=self.parts.clock(),
         )
 
     async def emit(self, event: HookEvent) -> None:
@@ -217,12 +219,7 @@ async def _step_loop(run: _Run[Any], history: list[StepResult]) -> _Outcome:
             )
         history.append(result)
         if state_backend is not None:
-            await state_backend.checkpoint(
-                run.step_record(index, result),
-                status="running" if result.success else "failed",
-                step_index=index + 1 if result.success else index,
-                updated_at=parts.clock(),
-            )
+            await state_backend.checkpoint(run.step_record(index, result))
         if hooks:
             await run.emit(
                 StepFinished(run_id=run_id, step_name=step.name, index=index, result=result)

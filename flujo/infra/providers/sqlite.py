@@ -41,7 +41,7 @@ class SQLiteStateProvider:
         self.path = Path(path)
         self.namespace = namespace
         self._serializer = OrjsonSerializer()
-        self._worker = SQLiteWorker(self.path, _SCHEMA)
+        self._worker = SQLiteWorker(self.path, _SCHEMA, version=1)
 
     async def _run(self, what: str, fn: Callable[[sqlite3.Connection], R]) -> R:
         try:

@@ -18,24 +18,30 @@ class InMemoryBackend:
         self._runs: dict[str, RunRecord] = {}
         self._steps: dict[str, dict[int, StepRecord]] = {}
 
+    def _current(self, run: RunRecord) -> RunRecord:
+        if run.status != "running":
+            return run
+        steps = self._steps.get(run.run_id, {})
+        if not steps:
+            return run
+        return dataclasses.replace(
+            run,
+            step_index=sum(1 for s in steps.values() if s.success),
+            updated_at=max(run.updated_at, *(s.recorded_at for s in steps.values())),
+        )
+
     async def save_run(self, run: RunRecord) -> None:
         """Insert or replace a run header."""
         self._runs[run.run_id] = run
 
-    async def checkpoint(
-        self, step: StepRecord, *, status: RunStatus, step_index: int, updated_at: float
-    ) -> None:
-        """Append the step and move the header (atomic: nothing awaits in between)."""
+    async def checkpoint(self, step: StepRecord) -> None:
+        """Append the step record."""
         self._steps.setdefault(step.run_id, {})[step.index] = step
-        run = self._runs.get(step.run_id)
-        if run is not None:
-            self._runs[step.run_id] = dataclasses.replace(
-                run, status=status, step_index=step_index, updated_at=updated_at
-            )
 
     async def load_run(self, run_id: str) -> RunRecord | None:
         """Return the run header or ``None``."""
-        return self._runs.get(run_id)
+        run = self._runs.get(run_id)
+        return None if run is None else self._current(run)
 
     async def load_steps(self, run_id: str) -> Sequence[StepRecord]:
         """Return the run's steps in order."""
@@ -44,7 +50,9 @@ class InMemoryBackend:
 
     async def list_runs(self, *, status: RunStatus | None, limit: int) -> Sequence[RunRecord]:
         """Return up to ``limit`` headers, most recently updated first."""
-        runs = [r for r in self._runs.values() if status is None or r.status == status]
+        runs = [
+            self._current(r) for r in self._runs.values() if status is None or r.status == status
+        ]
         runs.sort(key=lambda r: r.updated_at, reverse=True)
         return runs[:limit]
 
@@ -57,7 +65,7 @@ class InMemoryBackend:
         """Delete old runs in ``statuses``; return how many."""
         doomed = [
             r.run_id
-            for r in self._runs.values()
+            for r in map(self._current, self._runs.values())
             if r.updated_at < older_than and r.status in statuses
         ]
         for run_id in doomed:

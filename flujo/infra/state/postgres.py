@@ -37,8 +37,10 @@ CREATE TABLE IF NOT EXISTS flujo_steps (
     run_id TEXT NOT NULL REFERENCES flujo_runs (run_id) ON DELETE CASCADE,
     idx INTEGER NOT NULL,
     name TEXT NOT NULL,
+    success BOOLEAN NOT NULL,
     result BYTEA NOT NULL,
     context BYTEA NOT NULL,
+    recorded_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (run_id, idx)
 );
 """
@@ -57,11 +59,23 @@ _UPSERT_RUN = (
     " schema_version = EXCLUDED.schema_version"
 )
 _INSERT_STEP = (
-    "INSERT INTO flujo_steps (run_id, idx, name, result, context) VALUES ($1, $2, $3, $4, $5)"
-    " ON CONFLICT (run_id, idx) DO UPDATE SET name = EXCLUDED.name, result = EXCLUDED.result,"
-    " context = EXCLUDED.context"
+    "INSERT INTO flujo_steps (run_id, idx, name, success, result, context, recorded_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (run_id, idx) DO UPDATE SET"
+    " name = EXCLUDED.name, success = EXCLUDED.success, result = EXCLUDED.result,"
+    " context = EXCLUDED.context, recorded_at = EXCLUDED.recorded_at"
 )
-_MOVE_RUN = "UPDATE flujo_runs SET status = $1, step_index = $2, updated_at = $3 WHERE run_id = $4"
+# A running run's progress lives in its step records (the header is not rewritten per step).
+_CURRENT_RUN = (
+    "SELECT r.run_id, r.pipeline_name, r.pipeline_version, r.status,"
+    " CASE WHEN r.status = 'running' THEN COALESCE("
+    "(SELECT COUNT(*) FILTER (WHERE s.success) FROM flujo_steps s WHERE s.run_id = r.run_id),"
+    " r.step_index) ELSE r.step_index END AS step_index,"
+    " r.input, r.context, r.created_at,"
+    " CASE WHEN r.status = 'running' THEN GREATEST(r.updated_at, COALESCE("
+    "(SELECT MAX(s.recorded_at) FROM flujo_steps s WHERE s.run_id = r.run_id), 0))"
+    " ELSE r.updated_at END AS updated_at,"
+    " r.error, r.pause_message, r.schema_version FROM flujo_runs r"
+)
 
 
 def _record(row: Any) -> RunRecord:
@@ -160,30 +174,32 @@ class PostgresBackend:
         )
         await self._run(f"saving run {run.run_id!r}", lambda p: p.execute(_UPSERT_RUN, *args))
 
-    async def checkpoint(
-        self, step: StepRecord, *, status: RunStatus, step_index: int, updated_at: float
-    ) -> None:
-        """Append the step and move the header in one transaction."""
-
-        async def write(pool: asyncpg.Pool) -> None:
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute(
-                    _INSERT_STEP, step.run_id, step.index, step.name, step.result, step.context
-                )
-                await conn.execute(_MOVE_RUN, status, step_index, updated_at, step.run_id)
-
-        await self._run(f"checkpoint of run {step.run_id!r} at step {step.index}", write)
+    async def checkpoint(self, step: StepRecord) -> None:
+        """Append the step record: one row."""
+        args = (
+            step.run_id,
+            step.index,
+            step.name,
+            step.success,
+            step.result,
+            step.context,
+            step.recorded_at,
+        )
+        await self._run(
+            f"checkpoint of run {step.run_id!r} at step {step.index}",
+            lambda p: p.execute(_INSERT_STEP, *args),
+        )
 
     async def load_run(self, run_id: str) -> RunRecord | None:
         """Return the run header or ``None``."""
-        sql = f"SELECT {_RUN_COLUMNS} FROM flujo_runs WHERE run_id = $1"
+        sql = f"{_CURRENT_RUN} WHERE r.run_id = $1"
         row = await self._run(f"loading run {run_id!r}", lambda p: p.fetchrow(sql, run_id))
         return None if row is None else _record(row)
 
     async def load_steps(self, run_id: str) -> Sequence[StepRecord]:
         """Return the run's steps in order."""
         sql = (
-            "SELECT run_id, idx, name, result, context FROM flujo_steps"
+            "SELECT run_id, idx, name, success, result, context, recorded_at FROM flujo_steps"
             " WHERE run_id = $1 ORDER BY idx"
         )
         rows = await self._run(
@@ -194,8 +210,10 @@ class PostgresBackend:
                 run_id=r["run_id"],
                 index=r["idx"],
                 name=r["name"],
+                success=r["success"],
                 result=bytes(r["result"]),
                 context=bytes(r["context"]),
+                recorded_at=r["recorded_at"],
             )
             for r in rows
         ]
@@ -203,11 +221,11 @@ class PostgresBackend:
     async def list_runs(self, *, status: RunStatus | None, limit: int) -> Sequence[RunRecord]:
         """Return up to ``limit`` headers, most recently updated first."""
         if status is None:
-            sql = f"SELECT {_RUN_COLUMNS} FROM flujo_runs ORDER BY updated_at DESC LIMIT $1"
+            sql = f"SELECT * FROM ({_CURRENT_RUN}) c ORDER BY updated_at DESC LIMIT $1"
             rows = await self._run("listing runs", lambda p: p.fetch(sql, limit))
         else:
             sql = (
-                f"SELECT {_RUN_COLUMNS} FROM flujo_runs WHERE status = $1"
+                f"SELECT * FROM ({_CURRENT_RUN} WHERE r.status = $1) c"
                 " ORDER BY updated_at DESC LIMIT $2"
             )
             rows = await self._run("listing runs", lambda p: p.fetch(sql, status, limit))

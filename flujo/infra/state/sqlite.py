@@ -16,6 +16,7 @@ __all__ = ["SQLiteBackend"]
 
 R = TypeVar("R")
 
+_LAYOUT_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS flujo_runs (
     run_id TEXT PRIMARY KEY,
@@ -36,23 +37,38 @@ CREATE TABLE IF NOT EXISTS flujo_steps (
     run_id TEXT NOT NULL,
     idx INTEGER NOT NULL,
     name TEXT NOT NULL,
+    success INTEGER NOT NULL,
     result BLOB NOT NULL,
     context BLOB NOT NULL,
+    recorded_at REAL NOT NULL,
     PRIMARY KEY (run_id, idx)
-);
+) WITHOUT ROWID;
 """
 
 _RUN_COLUMNS = (
     "run_id, pipeline_name, pipeline_version, status, step_index, input, context,"
     " created_at, updated_at, error, pause_message, schema_version"
 )
+# A running run's progress lives in its step records (the header is not rewritten per step).
+_CURRENT_RUN = (
+    "SELECT r.run_id, r.pipeline_name, r.pipeline_version, r.status,"
+    " CASE WHEN r.status = 'running' THEN COALESCE("
+    "(SELECT SUM(s.success) FROM flujo_steps s WHERE s.run_id = r.run_id), r.step_index)"
+    " ELSE r.step_index END AS step_index,"
+    " r.input, r.context, r.created_at,"
+    " CASE WHEN r.status = 'running' THEN max(r.updated_at, COALESCE("
+    "(SELECT MAX(s.recorded_at) FROM flujo_steps s WHERE s.run_id = r.run_id), 0))"
+    " ELSE r.updated_at END AS current_update,"
+    " r.error, r.pause_message, r.schema_version FROM flujo_runs r"
+)
 _UPSERT_RUN = f"INSERT OR REPLACE INTO flujo_runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 12)})"
-_MOVE_RUN = "UPDATE flujo_runs SET status = ?, step_index = ?, updated_at = ? WHERE run_id = ?"
 _INSERT_STEP = (
-    "INSERT OR REPLACE INTO flujo_steps (run_id, idx, name, result, context) VALUES (?, ?, ?, ?, ?)"
+    "INSERT OR REPLACE INTO flujo_steps"
+    " (run_id, idx, name, success, result, context, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _SELECT_STEPS = (
-    "SELECT run_id, idx, name, result, context FROM flujo_steps WHERE run_id = ? ORDER BY idx"
+    "SELECT run_id, idx, name, success, result, context, recorded_at FROM flujo_steps"
+    " WHERE run_id = ? ORDER BY idx"
 )
 
 
@@ -97,7 +113,7 @@ class SQLiteBackend:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._worker = SQLiteWorker(self.path, _SCHEMA)
+        self._worker = SQLiteWorker(self.path, _SCHEMA, _LAYOUT_VERSION)
 
     async def _run(self, what: str, fn: Callable[[sqlite3.Connection], R]) -> R:
         try:
@@ -110,22 +126,25 @@ class SQLiteBackend:
         row = _run_row(run)
         await self._run(f"saving run {run.run_id!r}", lambda c: c.execute(_UPSERT_RUN, row))
 
-    async def checkpoint(
-        self, step: StepRecord, *, status: RunStatus, step_index: int, updated_at: float
-    ) -> None:
-        """Append the step and move the header in one transaction."""
-        statements: list[tuple[str, tuple[object, ...]]] = [
-            (_INSERT_STEP, (step.run_id, step.index, step.name, step.result, step.context)),
-            (_MOVE_RUN, (status, step_index, updated_at, step.run_id)),
-        ]
+    async def checkpoint(self, step: StepRecord) -> None:
+        """Append the step record: one row, one transaction."""
+        row = (
+            step.run_id,
+            step.index,
+            step.name,
+            int(step.success),
+            step.result,
+            step.context,
+            step.recorded_at,
+        )
         await self._run(
             f"checkpoint of run {step.run_id!r} at step {step.index}",
-            lambda c: transaction(c, statements),
+            lambda c: c.execute(_INSERT_STEP, row),
         )
 
     async def load_run(self, run_id: str) -> RunRecord | None:
         """Return the run header or ``None``."""
-        sql = f"SELECT {_RUN_COLUMNS} FROM flujo_runs WHERE run_id = ?"
+        sql = f"{_CURRENT_RUN} WHERE r.run_id = ?"
         row = await self._run(
             f"loading run {run_id!r}", lambda c: c.execute(sql, (run_id,)).fetchone()
         )
@@ -138,14 +157,22 @@ class SQLiteBackend:
             lambda c: c.execute(_SELECT_STEPS, (run_id,)).fetchall(),
         )
         return [
-            StepRecord(run_id=r[0], index=r[1], name=r[2], result=bytes(r[3]), context=bytes(r[4]))
+            StepRecord(
+                run_id=r[0],
+                index=r[1],
+                name=r[2],
+                success=bool(r[3]),
+                result=bytes(r[4]),
+                context=bytes(r[5]),
+                recorded_at=r[6],
+            )
             for r in rows
         ]
 
     async def list_runs(self, *, status: RunStatus | None, limit: int) -> Sequence[RunRecord]:
         """Return up to ``limit`` headers, most recently updated first."""
-        where, params = ("WHERE status = ?", (status, limit)) if status else ("", (limit,))
-        sql = f"SELECT {_RUN_COLUMNS} FROM flujo_runs {where} ORDER BY updated_at DESC LIMIT ?"
+        where, params = ("WHERE r.status = ?", (status, limit)) if status else ("", (limit,))
+        sql = f"{_CURRENT_RUN} {where} ORDER BY current_update DESC LIMIT ?"
         rows = await self._run("listing runs", lambda c: c.execute(sql, params).fetchall())
         return [_record(r) for r in rows]
 
