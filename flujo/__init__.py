@@ -4,15 +4,8 @@ from flujo.application.runner import Flujo
 from flujo.domain.dsl import Pipeline, Step, step
 from flujo.domain.errors import ConfigurationError, FlujoError
 from flujo.domain.interfaces import StateProvider
-from flujo.domain.models import (
-    ContextReference,
-    PipelineContext,
-    PipelineResult,
-    StepConfig,
-    StepOutput,
-    StepResult,
-    UsageLimits,
-)
+from flujo.domain.models import ContextReference, PipelineContext, PipelineResult, StepResult
+from flujo.domain.policies import StepConfig, StepOutput, UsageLimits, ValidationResult
 
 __all__ = [
     "ConfigurationError",
@@ -28,6 +21,7 @@ __all__ = [
     "StepOutput",
     "StepResult",
     "UsageLimits",
+    "ValidationResult",
     "step",
 ]
 

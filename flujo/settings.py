@@ -106,11 +106,14 @@ class StateSettings(_Strict):
     def postgres_dsn(self) -> str:
         """The PostgreSQL DSN (only meaningful when the backend is ``postgres``)."""
         uri = self.effective_uri
-        if self.resolved_backend == "postgres" and uri is None:
+        if uri is not None and uri.lower().startswith(("postgres://", "postgresql://")):
+            return uri
+        if self.resolved_backend == "postgres":
             raise ConfigurationError(
-                f"state.backend is 'postgres' but no DSN is set: give state.uri or ${STATE_URI_ENV}"
+                "state.backend is 'postgres' but no PostgreSQL DSN is set: give state.uri "
+                f"or ${STATE_URI_ENV} as postgresql://user:password@host:port/database"
             )
-        return uri or ""
+        return ""
 
 
 class TelemetrySettings(_Strict):

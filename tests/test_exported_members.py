@@ -22,6 +22,7 @@ EXPECTED_ALL = [
     "StepOutput",
     "StepResult",
     "UsageLimits",
+    "ValidationResult",
     "step",
 ]
 

@@ -26,8 +26,8 @@ from flujo.domain.models import (
     PipelineResult,
     RunInfo,
     RunStatus,
-    UsageLimits,
 )
+from flujo.domain.policies import UsageLimits
 from flujo.domain.validation import summarize
 
 if TYPE_CHECKING:

@@ -5,11 +5,14 @@ the phase in which it happens::
 
     FlujoError
     ├── ConfigurationError            bad input found before anything runs
+    │   └── UncacheableInputError     a cached step's input cannot be made into a key
     ├── ExecutionError                a run could not go on
     │   ├── StepTimeoutError          one step attempt ran past its timeout
     │   ├── UsageLimitExceededError   a run spent more than its UsageLimits allow
     │   ├── ResumeError               a run cannot be resumed (completed, other pipeline)
-    │   └── HumanInputError           human input failed the step's input_model
+    │   ├── HumanInputError           human input failed the step's input_model
+    │   ├── ValidationFailedError     a validator rejected a step's output
+    │   └── PipelineAbortSignal       raised by a hook to stop the run on purpose
     └── StateError                    managed state and durable run state
         ├── ReferenceNotHydratedError   a ContextReference read before it was loaded
         ├── StateLoadError              a StateProvider failed to load a reference
@@ -28,6 +31,7 @@ __all__ = [
     "ExecutionError",
     "FlujoError",
     "HumanInputError",
+    "PipelineAbortSignal",
     "ReferenceNotHydratedError",
     "ResumeError",
     "RunNotFoundError",
@@ -36,7 +40,9 @@ __all__ = [
     "StateLoadError",
     "StateSaveError",
     "StepTimeoutError",
+    "UncacheableInputError",
     "UsageLimitExceededError",
+    "ValidationFailedError",
 ]
 
 
@@ -48,8 +54,20 @@ class ConfigurationError(FlujoError):
     """Bad input found before anything runs: a misspelt setting, a bad pipeline."""
 
 
+class UncacheableInputError(ConfigurationError):
+    """A cached step's input (or key) cannot be serialized into a cache key."""
+
+
 class ExecutionError(FlujoError):
     """A run could not go on."""
+
+
+class ValidationFailedError(ExecutionError):
+    """A validator rejected a step's output; the attempt counts as failed."""
+
+
+class PipelineAbortSignal(ExecutionError):
+    """Raise from a hook to stop the run on purpose (other hook errors are only reported)."""
 
 
 class StepTimeoutError(ExecutionError):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from flujo.domain.errors import ConfigurationError, ReferenceNotHydratedError
+from flujo.domain.errors import ReferenceNotHydratedError
 
 __all__ = [
     "ContextReference",
@@ -16,10 +15,7 @@ __all__ = [
     "PipelineResult",
     "RunInfo",
     "RunStatus",
-    "StepConfig",
-    "StepOutput",
     "StepResult",
-    "UsageLimits",
 ]
 
 T = TypeVar("T")
@@ -152,6 +148,10 @@ class StepResult(BaseModel):
     feedback: str | None = None
     cost_usd: float = 0.0
     token_counts: int = 0
+    cache_hit: bool = False
+    """Whether the output came from the step-result cache."""
+    fallback: str | None = None
+    """The fallback step that produced the output after the step itself failed."""
 
     @classmethod
     def trusted(
@@ -164,6 +164,8 @@ class StepResult(BaseModel):
         feedback: str | None,
         cost_usd: float,
         token_counts: int,
+        cache_hit: bool = False,
+        fallback: str | None = None,
     ) -> StepResult:
         """Build a result from values the executor already knows are valid (no validation)."""
         # Same end state as model_construct at a fraction of its cost: this runs once per step.
@@ -181,6 +183,8 @@ class StepResult(BaseModel):
                 "feedback": feedback,
                 "cost_usd": cost_usd,
                 "token_counts": token_counts,
+                "cache_hit": cache_hit,
+                "fallback": fallback,
             },
         )
         _set(result, "__pydantic_fields_set__", set(_STEP_RESULT_FIELDS))
@@ -235,58 +239,3 @@ class RunInfo(BaseModel):
     pause_message: str | None = None
     step_history: list[StepResult] = Field(default_factory=list)
     """The stored step results (filled by ``get_run``; empty in ``list_runs``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class StepConfig:
-    """How a step is run: retries and the timeout of each attempt."""
-
-    max_retries: int = 0
-    """Extra attempts after a failed one (0 = run once)."""
-    timeout_s: float | None = None
-    """Seconds one attempt may take; ``None`` = no limit."""
-    run_in_thread: bool = False
-    """Run a sync callable in a worker thread instead of inline on the event loop."""
-
-    def __post_init__(self) -> None:
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
-            raise ConfigurationError(f"max_retries must be an int, got {self.max_retries!r}")
-        if self.max_retries < 0:
-            raise ConfigurationError(f"max_retries must be >= 0, got {self.max_retries}")
-        if self.timeout_s is not None and not self.timeout_s > 0:
-            raise ConfigurationError(f"timeout_s must be > 0 or None, got {self.timeout_s!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class UsageLimits:
-    """Upper bounds on what one run may spend; ``None`` means unbounded."""
-
-    total_cost_usd_limit: float | None = None
-    total_tokens_limit: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.total_cost_usd_limit is not None and not self.total_cost_usd_limit > 0:
-            raise ConfigurationError(
-                f"total_cost_usd_limit must be > 0, got {self.total_cost_usd_limit!r}"
-            )
-        if self.total_tokens_limit is not None and not self.total_tokens_limit > 0:
-            raise ConfigurationError(
-                f"total_tokens_limit must be > 0, got {self.total_tokens_limit!r}"
-            )
-
-    def exceeded_by(self, cost_usd: float, tokens: int) -> str | None:
-        """Say which limit ``cost_usd`` / ``tokens`` pass, or ``None`` if neither."""
-        if self.total_cost_usd_limit is not None and cost_usd > self.total_cost_usd_limit:
-            return f"cost ${cost_usd:.6f} exceeds the limit of ${self.total_cost_usd_limit:.6f}"
-        if self.total_tokens_limit is not None and tokens > self.total_tokens_limit:
-            return f"{tokens} tokens exceed the limit of {self.total_tokens_limit}"
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class StepOutput(Generic[T]):
-    """A step's return value with the cost and tokens it used."""
-
-    value: T
-    cost_usd: float = 0.0
-    tokens: int = 0

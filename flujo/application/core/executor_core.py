@@ -1,39 +1,62 @@
-"""``ExecutorCore``: runs one step with its retries and timeout, and keeps managed state."""
+"""``ExecutorCore``: runs one step with its policies, and keeps managed state."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
 from flujo.application.core.managed_state import ManagedState, MissingProviderPolicy
 from flujo.application.core.references import reference_fields
+from flujo.application.core.step_policies import apply_processors, cache_key, run_validators
 from flujo.domain.dsl.step import Step
-from flujo.domain.errors import StateError, StepTimeoutError
+from flujo.domain.errors import (
+    ConfigurationError,
+    StateError,
+    StepTimeoutError,
+    UncacheableInputError,
+    UsageLimitExceededError,
+)
 from flujo.domain.interfaces import (
     CacheBackend,
     Hasher,
     Serializer,
+    Span,
     StateProvider,
     Telemetry,
     UsageMeter,
 )
-from flujo.domain.models import StepConfig, StepOutput, StepResult
+from flujo.domain.models import StepResult
+from flujo.domain.policies import StepConfig, StepOutput
 
 __all__ = ["ExecutorCore"]
 
 _new_result = StepResult.trusted
 
 
+@dataclass(slots=True)
+class _Attempts:
+    """How the attempts of one step ended."""
+
+    output: Any = None
+    error: Exception | None = None
+    attempts: int = 0
+    cache_hit: bool = False
+    cost_usd: float = 0.0
+    tokens: int = 0
+
+
 class ExecutorCore:
     """Runs steps; every part is injected, and each one left out gets flujo's default.
 
     One executor serves one run: the container makes a new one per run, so its
-    usage meter and managed state belong to that run alone.
+    usage meter, managed state and once-per-run warnings belong to that run.
     """
 
     def __init__(
@@ -47,6 +70,8 @@ class ExecutorCore:
         state_providers: Mapping[str, StateProvider[Any]] | None = None,
         on_missing_provider: MissingProviderPolicy = "error",
         enable_tracing: bool = True,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        random_source: Callable[[], float] = random.random,
     ) -> None:
         # The composition root owns the defaults; the application never names infra classes.
         defaults: Any = None
@@ -64,6 +89,9 @@ class ExecutorCore:
             usage_meter if usage_meter is not None else defaults.usage_meter
         )
         self.enable_tracing = enable_tracing
+        self._sleep = sleep
+        self._random = random_source
+        self._warned: set[str] = set()
         self._state = ManagedState(
             dict(state_providers or {}),
             serializer=self.serializer,
@@ -95,67 +123,198 @@ class ExecutorCore:
     ) -> StepResult:
         """Run ``step`` on ``data`` and return its result; failures in user code never raise.
 
-        References of ``context`` not yet hydrated are loaded first; those the step
-        ``set()`` are saved after it (retried like the step) before this returns.
+        In order: references of ``context`` not yet hydrated are loaded; input
+        processors run; a cached result is used if there is one; otherwise the
+        step runs, retried with backoff, each attempt's output processed and
+        validated; references the step ``set()`` are saved; if it still failed,
+        its fallback runs on the same input.
         """
-        managed = context is not None and bool(reference_fields(type(context)))
-        config = step.config
-        span = (
-            self.telemetry.start_span("flujo.step", {"step.name": step.name})
-            if self.enable_tracing
-            else None
-        )
         start = time.perf_counter()
-        attempts = 0
-        out: Any = None
-        try:
-            if managed:
-                assert context is not None
+        managed = context is not None and bool(reference_fields(type(context)))
+        if managed:
+            assert context is not None
+            try:
                 await self._state.hydrate(context)
-            while True:
-                attempts += 1
-                try:
-                    if config.timeout_s is None and not config.run_in_thread:
-                        out = step.invoke(data, context, resources)
-                        if step.is_async or inspect.isawaitable(out):
-                            out = await out
-                    else:
-                        out = await _guarded(step, data, context, resources, config)
-                    break
-                except Exception as exc:
-                    if managed:
-                        assert context is not None
-                        self._state.discard_changes(context)
-                    if attempts <= config.max_retries:
-                        if managed:
-                            assert context is not None
-                            await self._state.hydrate(context)  # the retry starts from saved state
-                        continue
-                    return self._failed(step, exc, attempts, start, span)
-            if managed:
-                assert context is not None
-                await self._persist(context, config)
-        except StateError as exc:
-            if managed:
-                assert context is not None
-                self._state.discard_changes(context)
-            return self._failed(step, exc, attempts, start, span)
-        cost, tokens = 0.0, 0
-        if type(out) is StepOutput:
-            cost, tokens, out = out.cost_usd, out.tokens, out.value
-            self.usage_meter.add(cost, tokens)
-        if span is not None:
-            span.set_attribute("step.attempts", attempts)
-            span.end()
+            except StateError as exc:
+                return _new_result(
+                    step.name, None, False, 0, 0.0, f"{type(exc).__name__}: {exc}", 0.0, 0
+                )
+        done = await self._attempts(step, data, context, resources)
+        if done.error is None and managed:
+            assert context is not None
+            try:
+                await self._persist(context, step.config)
+            except StateError as exc:
+                done.error = exc
+        if done.error is not None and managed:
+            assert context is not None
+            self._state.discard_changes(context)  # a failed step's changes never reach a provider
+        if done.error is None and step.config.usage_limits is not None:
+            exceeded = step.config.usage_limits.exceeded_by(done.cost_usd, done.tokens)
+            if exceeded is not None:
+                done.error = UsageLimitExceededError(f"step {step.name!r}: {exceeded}")
+        if done.error is not None and step.fallback_step is not None:
+            return await self._fallback(step, data, context, resources, done, start)
+        if done.error is not None:
+            return _new_result(
+                step.name,
+                None,
+                False,
+                done.attempts,
+                time.perf_counter() - start,
+                f"{type(done.error).__name__}: {_describe(done.error)}",
+                0.0,
+                0,
+            )
+        if done.cost_usd or done.tokens:
+            self.usage_meter.add(done.cost_usd, done.tokens)
         return _new_result(
-            name=step.name,
-            output=out,
-            success=True,
-            attempts=attempts,
-            latency_s=time.perf_counter() - start,
-            feedback=None,
-            cost_usd=cost,
-            token_counts=tokens,
+            step.name,
+            done.output,
+            True,
+            done.attempts,
+            time.perf_counter() - start,
+            None,
+            done.cost_usd,
+            done.tokens,
+            done.cache_hit,
+        )
+
+    async def _attempts(
+        self, step: Step[Any, Any], data: Any, context: BaseModel | None, resources: Any
+    ) -> _Attempts:
+        config = step.config
+        done = _Attempts()
+        try:
+            if config.input_processors:
+                data = await apply_processors(config.input_processors, data, context)
+            key = self._cache_key(step, data, context) if config.cache else None
+        except Exception as exc:
+            done.error, done.attempts = exc, 1
+            return done
+        if key is not None:
+            cached = await self.cache_backend.get(key)
+            if isinstance(cached, dict) and "output" in cached:
+                span = self._span(step, 0, cache_hit=True)
+                if span is not None:
+                    span.end()
+                done.output, done.cache_hit = cached["output"], True
+                return done
+        while True:
+            done.attempts += 1
+            span = self._span(step, done.attempts, cache_hit=False)
+            try:
+                done.output = await self._attempt(step, data, context, resources, done)
+            except Exception as exc:
+                if span is not None:
+                    span.record_exception(exc)
+                    span.end()
+                done.cost_usd, done.tokens = 0.0, 0
+                if done.attempts > config.max_retries or isinstance(exc, ConfigurationError):
+                    done.error = exc
+                    return done
+                await self._before_retry(context, config, done.attempts)
+                continue
+            if span is not None:
+                span.set_attribute("flujo.cost_usd", done.cost_usd)
+                span.set_attribute("flujo.tokens", done.tokens)
+                span.end()
+            if key is not None:
+                await self.cache_backend.set(key, {"output": done.output}, config.cache_ttl_s)
+            return done
+
+    async def _before_retry(
+        self, context: BaseModel | None, config: StepConfig, attempts: int
+    ) -> None:
+        if context is not None and reference_fields(type(context)):
+            # The retry starts from what was last saved, not from this attempt's changes.
+            self._state.discard_changes(context)
+            await self._state.hydrate(context)
+        delay = config.retry_delay(attempts, self._random)
+        if delay > 0:
+            await self._sleep(delay)
+
+    async def _attempt(
+        self,
+        step: Step[Any, Any],
+        data: Any,
+        context: BaseModel | None,
+        resources: Any,
+        done: _Attempts,
+    ) -> Any:
+        """One attempt: run the step, then its output processors and validators."""
+        config = step.config
+        if config.timeout_s is None and not config.run_in_thread:
+            out = step.invoke(data, context, resources)
+            if step.is_async or inspect.isawaitable(out):
+                out = await out
+        else:
+            out = await _guarded(step, data, context, resources, config)
+        if type(out) is StepOutput:
+            done.cost_usd, done.tokens, out = out.cost_usd, out.tokens, out.value
+        if config.output_processors:
+            out = await apply_processors(config.output_processors, out, context)
+        if config.validators:
+            await run_validators(step, config.validators, out, context)
+        return out
+
+    def _span(self, step: Step[Any, Any], attempt: int, *, cache_hit: bool) -> Span | None:
+        if not self.enable_tracing:
+            return None
+        return self.telemetry.start_span(
+            "flujo.step",
+            {"flujo.step.name": step.name, "flujo.attempt": attempt, "flujo.cache_hit": cache_hit},
+        )
+
+    def _cache_key(self, step: Step[Any, Any], data: Any, context: BaseModel | None) -> str | None:
+        """Return the step's cache key, or ``None`` (with one warning) when it has none."""
+        try:
+            return self._make_key(step, data, context)
+        except UncacheableInputError as exc:
+            if step.config.cache == "strict":
+                raise
+            self._warn_once(f"cache:{step.name}", f"{exc}; it runs uncached")
+            return None
+
+    def _make_key(self, step: Step[Any, Any], data: Any, context: BaseModel | None) -> str:
+        if (
+            step.config.cache_key_fn is None
+            and step.takes_context
+            and context is not None
+            and reference_fields(type(context))
+        ):
+            # Referenced data is not in the key, so only the user can say what identifies it.
+            raise UncacheableInputError(
+                f"step {step.name!r} is cached and reads a context holding ContextReferences, "
+                "whose data is not part of the key: give it a cache_key_fn"
+            )
+        return cache_key(step, data, context, serializer=self.serializer, hasher=self.hasher)
+
+    async def _fallback(
+        self,
+        step: Step[Any, Any],
+        data: Any,
+        context: BaseModel | None,
+        resources: Any,
+        done: _Attempts,
+        start: float,
+    ) -> StepResult:
+        assert step.fallback_step is not None and done.error is not None
+        backup = await self.execute(step.fallback_step, data, context=context, resources=resources)
+        reason = f"{type(done.error).__name__}: {_describe(done.error)}"
+        used = backup.fallback or step.fallback_step.name
+        return _new_result(
+            step.name,
+            backup.output,
+            backup.success,
+            done.attempts + backup.attempts,
+            time.perf_counter() - start,
+            f"{reason}; fallback {step.fallback_step.name!r} "
+            + ("succeeded" if backup.success else f"failed too: {backup.feedback}"),
+            backup.cost_usd,
+            backup.token_counts,
+            backup.cache_hit,
+            used if backup.success else None,
         )
 
     async def _persist(self, context: BaseModel, config: StepConfig) -> None:
@@ -166,25 +325,14 @@ class ExecutorCore:
             except StateError:
                 if attempt == config.max_retries:
                     raise
+                delay = config.retry_delay(attempt + 1, self._random)
+                if delay > 0:
+                    await self._sleep(delay)
 
-    def _failed(
-        self, step: Step[Any, Any], exc: Exception, attempts: int, start: float, span: Any
-    ) -> StepResult:
-        feedback = f"{type(exc).__name__}: {_describe(exc)}"
-        if span is not None:
-            span.set_attribute("step.attempts", attempts)
-            span.record_exception(exc)
-            span.end()
-        return _new_result(
-            name=step.name,
-            output=None,
-            success=False,
-            attempts=attempts,
-            latency_s=time.perf_counter() - start,
-            feedback=feedback,
-            cost_usd=0.0,
-            token_counts=0,
-        )
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.telemetry.warning(message)
 
 
 async def _guarded(

@@ -20,7 +20,8 @@ from flujo.domain.interfaces import (
     StepRecord,
     Telemetry,
 )
-from flujo.domain.models import PipelineContext, PipelineResult, RunStatus, StepResult, UsageLimits
+from flujo.domain.models import PipelineContext, PipelineResult, RunStatus, StepResult
+from flujo.domain.policies import UsageLimits
 
 __all__ = ["SCHEMA_VERSION", "RunParts", "RunPlan", "RunStart", "execute_run", "result_payload"]
 

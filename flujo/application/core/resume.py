@@ -94,6 +94,12 @@ def restore(
         raise _corrupt(
             run_id, f"it says {index} steps completed but holds {len(steps)} step records"
         )
+    for position, stored in enumerate(steps[:index]):
+        if stored.index != position or not stored.success:
+            raise _corrupt(
+                run_id,
+                f"it says {index} steps completed but step {position} has no successful record",
+            )
     history = decode_steps(steps[:index], serializer, run_id)
     if index == 0:
         data = _load(serializer, record.input, run_id, "the run input")
@@ -101,6 +107,10 @@ def restore(
     else:
         data = history[-1].output
         context_blob = steps[index - 1].context
+        answered = pipeline.steps[index - 1]
+        if isinstance(answered, HumanStep):
+            # Stored as JSON: the next step gets the validated model back, as on the first pass.
+            data = answered.validate_input(data)
     if isinstance(data, dict) and UNSERIALIZABLE in data:
         raise ResumeError(
             f"run {run_id!r} cannot resume: the input of step {index} was not JSON-serializable "

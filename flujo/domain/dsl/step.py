@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    Unpack,
+    overload,
+)
 
 from pydantic import BaseModel, ValidationError
 
 from flujo.domain.errors import ConfigurationError, HumanInputError
-from flujo.domain.models import StepConfig
+from flujo.domain.policies import StepConfig, StepOptions
 from flujo.domain.validation import summarize
 
 if TYPE_CHECKING:
@@ -83,13 +94,17 @@ class Step(Generic[InT, OutT]):
     ``Step(name, agent=obj)``; compose with ``>>``.
     """
 
-    __slots__ = ("agent", "config", "invoke", "is_async", "name")
+    __slots__ = ("agent", "config", "fallback_step", "invoke", "is_async", "name", "takes_context")
 
     name: str
     config: StepConfig
     invoke: StepInvoker
     is_async: bool
+    takes_context: bool
+    """Whether the callable receives the run's context (it declares ``context``)."""
     agent: AgentLike | None
+    fallback_step: Step[Any, Any] | None
+    """Runs on the same input when every attempt of this step failed."""
 
     def __init__(
         self,
@@ -97,14 +112,15 @@ class Step(Generic[InT, OutT]):
         agent: AgentLike | None = None,
         *,
         config: StepConfig | None = None,
-        max_retries: int | None = None,
-        timeout_s: float | None = None,
+        **options: Unpack[StepOptions],
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError(f"a step needs a non-empty name, got {name!r}")
         self.name = name
-        self.config = _config(config, max_retries, timeout_s, False)
+        self.config = _config(config, options)
         self.agent = agent
+        self.fallback_step = None
+        self.takes_context = False
         if agent is None:
             # from_callable fills invoke/is_async right after construction.
             self.invoke = _missing_invoker(name)
@@ -118,6 +134,7 @@ class Step(Generic[InT, OutT]):
         with_context, with_resources, var_kw = _accepted_keywords(run, skip_first=True)
         self.invoke = _make_invoker(run, with_context or var_kw, with_resources or var_kw)
         self.is_async = _is_async_callable(run)
+        self.takes_context = with_context or var_kw
 
     @overload
     @classmethod
@@ -127,9 +144,7 @@ class Step(Generic[InT, OutT]):
         *,
         name: str | None = None,
         config: StepConfig | None = None,
-        max_retries: int | None = None,
-        timeout_s: float | None = None,
-        run_in_thread: bool = False,
+        **options: Unpack[StepOptions],
     ) -> Step[A, B]: ...
 
     @overload
@@ -140,9 +155,7 @@ class Step(Generic[InT, OutT]):
         *,
         name: str | None = None,
         config: StepConfig | None = None,
-        max_retries: int | None = None,
-        timeout_s: float | None = None,
-        run_in_thread: bool = False,
+        **options: Unpack[StepOptions],
     ) -> Step[A, B]: ...
 
     @classmethod
@@ -152,9 +165,7 @@ class Step(Generic[InT, OutT]):
         *,
         name: str | None = None,
         config: StepConfig | None = None,
-        max_retries: int | None = None,
-        timeout_s: float | None = None,
-        run_in_thread: bool = False,
+        **options: Unpack[StepOptions],
     ) -> Step[Any, Any]:
         """Wrap a sync or async callable whose first parameter is the step input.
 
@@ -168,12 +179,38 @@ class Step(Generic[InT, OutT]):
                 f"Step.from_callable needs a callable, got {type(fn).__name__}: {fn!r}"
             )
         step_name = name if name is not None else getattr(fn, "__name__", type(fn).__name__)
-        made: Step[Any, Any] = cls(step_name)
-        made.config = _config(config, max_retries, timeout_s, run_in_thread)
+        made: Step[Any, Any] = cls(step_name, config=config, **options)
         with_context, with_resources, _ = _accepted_keywords(fn, skip_first=True)
         made.invoke = _make_invoker(fn, with_context, with_resources)
         made.is_async = _is_async_callable(fn)
+        made.takes_context = with_context
         return made
+
+    def fallback(self, other: Step[InT, OutT]) -> Step[InT, OutT]:
+        """Run ``other`` on the same input when every attempt of this step fails; return self."""
+        if not isinstance(other, Step):
+            raise ConfigurationError(f"a fallback must be a Step, got {type(other).__name__}")
+        seen: Step[Any, Any] | None = other
+        while seen is not None:
+            if seen is self:
+                raise ConfigurationError(f"step {self.name!r}: fallbacks must not form a cycle")
+            seen = seen.fallback_step
+        self.fallback_step = other
+        return self
+
+    def with_config(self, **options: Unpack[StepOptions]) -> Step[InT, OutT]:
+        """Return a copy of this step with some ``StepConfig`` fields changed."""
+        copy: Step[InT, OutT] = object.__new__(type(self))
+        for slot in _all_slots(type(self)):
+            object.__setattr__(copy, slot, getattr(self, slot))
+        # StepConfig turns the sequences into tuples in __post_init__.
+        copy.config = dataclasses.replace(self.config, **options)  # type: ignore[arg-type]
+        return copy
+
+    @staticmethod
+    def cached(step: Step[A, B], *, ttl_s: float | None = None, strict: bool = False) -> Step[A, B]:
+        """Return a copy of ``step`` whose results are cached (for ``ttl_s`` seconds)."""
+        return step.with_config(cache="strict" if strict else True, cache_ttl_s=ttl_s)
 
     @staticmethod
     def human_in_the_loop(
@@ -249,21 +286,19 @@ def _missing_invoker(name: str) -> StepInvoker:
     return invoke
 
 
-def _config(
-    config: StepConfig | None,
-    max_retries: int | None,
-    timeout_s: float | None,
-    run_in_thread: bool,
-) -> StepConfig:
+def _config(config: StepConfig | None, options: StepOptions) -> StepConfig:
     if config is not None:
-        if max_retries is not None or timeout_s is not None or run_in_thread:
+        if options:
             raise ConfigurationError("pass either config=StepConfig(...) or its fields, not both")
         return config
-    return StepConfig(
-        max_retries=0 if max_retries is None else max_retries,
-        timeout_s=timeout_s,
-        run_in_thread=run_in_thread,
-    )
+    try:
+        return StepConfig(**options)  # type: ignore[arg-type]  # sequences become tuples
+    except TypeError as exc:
+        raise ConfigurationError(f"unknown step option: {exc}") from exc
+
+
+def _all_slots(cls: type) -> list[str]:
+    return [slot for klass in cls.__mro__ for slot in getattr(klass, "__slots__", ())]
 
 
 @overload
@@ -275,9 +310,7 @@ def step(
     *,
     name: str | None = None,
     config: StepConfig | None = None,
-    max_retries: int | None = None,
-    timeout_s: float | None = None,
-    run_in_thread: bool = False,
+    **options: Unpack[StepOptions],
 ) -> Callable[[Callable[..., Any]], Step[Any, Any]]: ...
 def step(
     fn: Callable[..., Any] | None = None,
@@ -285,20 +318,11 @@ def step(
     *,
     name: str | None = None,
     config: StepConfig | None = None,
-    max_retries: int | None = None,
-    timeout_s: float | None = None,
-    run_in_thread: bool = False,
+    **options: Unpack[StepOptions],
 ) -> Step[Any, Any] | Callable[[Callable[..., Any]], Step[Any, Any]]:
     """Turn a function into a ``Step``: ``@step`` or ``@step(name=..., max_retries=...)``."""
 
     def wrap(func: Callable[..., Any]) -> Step[Any, Any]:
-        return Step.from_callable(
-            func,
-            name=name,
-            config=config,
-            max_retries=max_retries,
-            timeout_s=timeout_s,
-            run_in_thread=run_in_thread,
-        )
+        return Step.from_callable(func, name=name, config=config, **options)
 
     return wrap if fn is None else wrap(fn)
