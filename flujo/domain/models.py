@@ -187,13 +187,15 @@ class StepResult(BaseModel):
                 "fallback": fallback,
             },
         )
-        _set(result, "__pydantic_fields_set__", set(_STEP_RESULT_FIELDS))
+        # Every field is set, so one shared set serves all results: pydantic only ever adds
+        # names to it, and they are all there already.
+        _set(result, "__pydantic_fields_set__", _STEP_RESULT_FIELDS)
         _set(result, "__pydantic_extra__", None)
         _set(result, "__pydantic_private__", None)
         return result
 
 
-_STEP_RESULT_FIELDS = frozenset(StepResult.model_fields)
+_STEP_RESULT_FIELDS = set(StepResult.model_fields)
 
 
 class PipelineResult(BaseModel, Generic[ContextT]):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypedDict, TypeVar
 
 from flujo.domain.errors import ConfigurationError
@@ -114,6 +114,8 @@ class StepConfig:
     output_processors: tuple[Processor, ...] = ()
     usage_limits: UsageLimits | None = None
     """Limits on this step's own cost and tokens."""
+    plain: bool = field(init=False, repr=False, compare=False)
+    """True when no processor, validator, cache, timeout, thread or limit applies (fast path)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
@@ -144,6 +146,16 @@ class StepConfig:
         # Lists are accepted for convenience and stored as tuples (the config is frozen).
         for name in ("validators", "input_processors", "output_processors", "cache_key_fields"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        plain = not (
+            self.validators
+            or self.input_processors
+            or self.output_processors
+            or self.cache
+            or self.timeout_s is not None
+            or self.run_in_thread
+            or self.usage_limits is not None
+        )
+        object.__setattr__(self, "plain", plain)
 
     def retry_delay(self, retry: int, random: Callable[[], float]) -> float:
         """Seconds to wait before retry number ``retry`` (1 = the first retry)."""

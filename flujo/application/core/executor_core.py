@@ -131,6 +131,32 @@ class ExecutorCore:
         """
         start = time.perf_counter()
         managed = context is not None and bool(reference_fields(type(context)))
+        config = step.config
+        if config.plain and not managed:
+            # Fast path: one plain attempt, no state to keep; anything else takes the long way.
+            span = self._span(step, 1, cache_hit=False) if self.enable_tracing else None
+            try:
+                out = step.invoke(data, context, resources)
+                if step.is_async or inspect.isawaitable(out):
+                    out = await out
+            except Exception as exc:
+                if span is not None:
+                    span.record_exception(exc)
+                    span.end()
+                done = _Attempts(attempts=1, error=exc)
+                if config.max_retries:
+                    await self._before_retry(context, config, 1)
+                    done = await self._attempts(step, data, context, resources, done)
+                return await self._finish(step, data, context, resources, done, start)
+            cost, tokens = 0.0, 0
+            if type(out) is StepOutput:
+                cost, tokens, out = out.cost_usd, out.tokens, out.value
+                self.usage_meter.add(cost, tokens)
+            if span is not None:
+                span.end()
+            return _new_result(
+                step.name, out, True, 1, time.perf_counter() - start, None, cost, tokens
+            )
         if managed:
             assert context is not None
             try:
@@ -146,6 +172,19 @@ class ExecutorCore:
                 await self._persist(context, step.config)
             except StateError as exc:
                 done.error = exc
+        return await self._finish(step, data, context, resources, done, start)
+
+    async def _finish(
+        self,
+        step: Step[Any, Any],
+        data: Any,
+        context: BaseModel | None,
+        resources: Any,
+        done: _Attempts,
+        start: float,
+    ) -> StepResult:
+        """Turn how the attempts ended into the step's result (with limits and fallback)."""
+        managed = context is not None and bool(reference_fields(type(context)))
         if done.error is not None and managed:
             assert context is not None
             self._state.discard_changes(context)  # a failed step's changes never reach a provider
@@ -181,9 +220,17 @@ class ExecutorCore:
         )
 
     async def _attempts(
-        self, step: Step[Any, Any], data: Any, context: BaseModel | None, resources: Any
+        self,
+        step: Step[Any, Any],
+        data: Any,
+        context: BaseModel | None,
+        resources: Any,
+        failed_first: _Attempts | None = None,
     ) -> _Attempts:
         config = step.config
+        if failed_first is not None:
+            # The fast path already made (and failed) the first attempt of a plain step.
+            return await self._retry_loop(step, data, context, resources, failed_first, None)
         done = _Attempts()
         try:
             if config.input_processors:
@@ -200,6 +247,19 @@ class ExecutorCore:
                     span.end()
                 done.output, done.cache_hit = cached["output"], True
                 return done
+        return await self._retry_loop(step, data, context, resources, done, key)
+
+    async def _retry_loop(
+        self,
+        step: Step[Any, Any],
+        data: Any,
+        context: BaseModel | None,
+        resources: Any,
+        done: _Attempts,
+        key: str | None,
+    ) -> _Attempts:
+        config = step.config
+        done.error = None
         while True:
             done.attempts += 1
             span = self._span(step, done.attempts, cache_hit=False)
