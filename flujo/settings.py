@@ -80,8 +80,11 @@ class StateSettings(_Strict):
             if sep:
                 if scheme.lower() not in _SCHEMES:
                     supported = ", ".join(f"{s}://" for s in _SCHEMES)
-                    raise ValueError(
-                        f"state URI scheme {scheme!r} is not supported; use one of {supported}"
+                    origin = "state.uri" if self.uri is not None else f"${STATE_URI_ENV}"
+                    # ConfigurationError, not ValueError: this also runs outside validation,
+                    # when the environment is read as parts are resolved.
+                    raise ConfigurationError(
+                        f"{origin}: URI scheme {scheme!r} is not supported; use one of {supported}"
                     )
                 from_uri = _SCHEMES[scheme.lower()]
             else:
@@ -89,7 +92,9 @@ class StateSettings(_Strict):
         if self.backend is not None and from_uri is not None and from_uri != self.backend:
             if self.uri is None:
                 return self.backend  # an explicit backend beats the environment
-            raise ValueError(f"state.backend is {self.backend!r} but state.uri names {from_uri!r}")
+            raise ConfigurationError(
+                f"state.backend is {self.backend!r} but state.uri names {from_uri!r}"
+            )
         return self.backend or from_uri or "sqlite"
 
     @property
@@ -126,9 +131,11 @@ class TelemetrySettings(_Strict):
 class FlujoSettings(_Strict):
     """Everything a container profile can set."""
 
-    cache: CacheSettings = CacheSettings()
-    state: StateSettings = StateSettings()
-    telemetry: TelemetrySettings = TelemetrySettings()
+    # Factories, not instances: a default is built (and the environment read) when
+    # settings are loaded, never at import time.
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
 
 
 def default_state_path() -> Path:

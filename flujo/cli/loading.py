@@ -64,8 +64,11 @@ def _import_target(target: str) -> Any:
             if "" not in sys.path and str(Path.cwd()) not in sys.path:
                 sys.path.insert(0, str(Path.cwd()))
             module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from exc
+    except ConfigurationError:
+        raise
+    except Exception as exc:  # the user's module may fail in any way while it loads
+        detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise ConfigurationError(f"cannot import {module_name!r}: {detail}") from exc
     try:
         return getattr(module, attr)
     except AttributeError:

@@ -11,7 +11,16 @@ from flujo.domain.models import StepResult
 if TYPE_CHECKING:
     from flujo.domain.models import PipelineResult
 
-__all__ = ["Hook", "HookEvent", "RunFinished", "RunStarted", "StepFinished", "StepStarted"]
+__all__ = [
+    "Hook",
+    "HookEvent",
+    "RunFinished",
+    "RunPaused",
+    "RunStarted",
+    "StepFailed",
+    "StepFinished",
+    "StepStarted",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +51,25 @@ class StepFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class StepFailed:
+    """A step failed after its retries (and fallback); sent before its ``StepFinished``."""
+
+    run_id: str
+    step_name: str
+    index: int
+    result: StepResult
+
+
+@dataclass(frozen=True, slots=True)
+class RunPaused:
+    """A run stopped at a human step and waits for ``resume_async(..., human_input=...)``."""
+
+    run_id: str
+    step_name: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class RunFinished:
     """A run ended; ``result`` is what ``run_async`` returns."""
 
@@ -49,8 +77,9 @@ class RunFinished:
     result: PipelineResult[Any]
 
 
-HookEvent = RunStarted | StepStarted | StepFinished | RunFinished
+HookEvent = RunStarted | StepStarted | StepFailed | StepFinished | RunPaused | RunFinished
 """Any event a hook may receive."""
 
 Hook = Callable[[HookEvent], Awaitable[None] | None]
-"""A sync or async callable taking one event; its failures are reported, not fatal."""
+"""A sync or async callable taking one event. Its failures are reported, not fatal, except
+``PipelineAbortSignal``, which stops the run."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -10,8 +11,17 @@ from typing import Any, Generic, TypeVar
 from flujo.application.core.executor_core import ExecutorCore
 from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.dsl.step import HumanStep
-from flujo.domain.errors import StateError
-from flujo.domain.events import Hook, HookEvent, RunFinished, RunStarted, StepFinished, StepStarted
+from flujo.domain.errors import PipelineAbortSignal, StateError
+from flujo.domain.events import (
+    Hook,
+    HookEvent,
+    RunFinished,
+    RunPaused,
+    RunStarted,
+    StepFailed,
+    StepFinished,
+    StepStarted,
+)
 from flujo.domain.interfaces import (
     ExecutionBackend,
     RunRecord,
@@ -171,6 +181,8 @@ class _Run(Generic[ContextT]):
                 outcome = hook(event)
                 if inspect.isawaitable(outcome):
                     await outcome
+            except PipelineAbortSignal:
+                raise
             except Exception as exc:
                 self.parts.telemetry.warning(
                     f"run {self.run_id}: hook {getattr(hook, '__qualname__', hook)!r} failed on "
@@ -209,6 +221,8 @@ async def _step_loop(run: _Run[Any], history: list[StepResult]) -> _Outcome:
         answered = index == start.index and start.has_human_output
         if isinstance(step, HumanStep) and not answered:
             outcome.status, outcome.pause_message = "paused", step.message
+            if hooks:
+                await run.emit(RunPaused(run_id=run_id, step_name=step.name, message=step.message))
             return outcome
         if hooks:
             await run.emit(StepStarted(run_id=run_id, step_name=step.name, index=index))
@@ -222,6 +236,10 @@ async def _step_loop(run: _Run[Any], history: list[StepResult]) -> _Outcome:
         if state_backend is not None:
             await state_backend.checkpoint(run.step_record(index, result))
         if hooks:
+            if not result.success:
+                await run.emit(
+                    StepFailed(run_id=run_id, step_name=step.name, index=index, result=result)
+                )
             await run.emit(
                 StepFinished(run_id=run_id, step_name=step.name, index=index, result=result)
             )
@@ -249,10 +267,15 @@ async def execute_run(
     await executor.hydrate(start.context)
     if state_backend is not None:
         await state_backend.save_run(run.header("running", start.index))
-    if plan.hooks:
-        await run.emit(RunStarted(run_id=start.run_id, pipeline_name=plan.pipeline_name))
     history = list(start.history)
-    outcome = await _step_loop(run, history)
+    try:
+        if plan.hooks:
+            await run.emit(RunStarted(run_id=start.run_id, pipeline_name=plan.pipeline_name))
+        outcome = await _step_loop(run, history)
+    except PipelineAbortSignal as signal:
+        outcome = _Outcome(status="failed", error=f"PipelineAbortSignal: {_text(signal)}")
+        outcome.cost_usd = sum(r.cost_usd for r in history)
+        outcome.tokens = sum(r.token_counts for r in history)
     try:
         await executor.finalize(start.context)
     except StateError as exc:
@@ -277,5 +300,14 @@ async def execute_run(
             header = run.header(outcome.status, completed, outcome.error, outcome.pause_message)
             await state_backend.save_run(header)
     if plan.hooks:
-        await run.emit(RunFinished(run_id=start.run_id, result=result))
+        # The run has ended: an abort signal has nothing left to stop.
+        with contextlib.suppress(PipelineAbortSignal):
+            await run.emit(RunFinished(run_id=start.run_id, result=result))
     return result
+
+
+def _text(exc: BaseException) -> str:
+    try:
+        return str(exc) or "a hook stopped the run"
+    except Exception:
+        return "a hook stopped the run"
