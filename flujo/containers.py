@@ -21,6 +21,8 @@ from flujo.domain.errors import ConfigurationError
 from flujo.domain.interfaces import CacheBackend, Hasher, Serializer, Telemetry, UsageMeter
 from flujo.infra.caches import InMemoryLRUCache
 from flujo.infra.hashing import Blake3Hasher
+from flujo.infra.otel_telemetry import OpenTelemetryTelemetry
+from flujo.infra.redis_cache import RedisCache
 from flujo.infra.serialization import OrjsonSerializer
 from flujo.infra.state.memory import InMemoryBackend
 from flujo.infra.state.postgres import PostgresBackend
@@ -71,11 +73,20 @@ class FlujoContainer(containers.DeclarativeContainer):
         memory=providers.Singleton(
             InMemoryLRUCache, max_entries=settings.provided.cache.max_entries
         ),
+        redis=providers.Singleton(
+            RedisCache,
+            url=settings.provided.cache.url,
+            serializer=serializer,
+            prefix=settings.provided.cache.prefix,
+        ),
     )
     telemetry = providers.Selector(
         settings.provided.telemetry.backend,
         logging=providers.Singleton(
             LoggingTelemetry, logger_name=settings.provided.telemetry.logger_name
+        ),
+        otel=providers.Singleton(
+            OpenTelemetryTelemetry, logger_name=settings.provided.telemetry.logger_name
         ),
         null=providers.Singleton(NullTelemetry),
     )

@@ -28,10 +28,18 @@ class _Strict(BaseModel):
 
 
 class CacheSettings(_Strict):
-    """The step-result cache."""
+    """The step-result cache: in-process LRU, or Redis at ``url``."""
 
-    backend: Literal["memory"] = "memory"
+    backend: Literal["memory", "redis"] = "memory"
     max_entries: int = Field(default=1024, gt=0)
+    url: str | None = Field(default=None, description="Redis URL for the redis backend.")
+    prefix: str = "flujo:cache:"
+
+    @model_validator(mode="after")
+    def _check_url(self) -> CacheSettings:
+        if self.backend == "redis" and not self.url:
+            raise ValueError("cache.backend 'redis' needs cache.url, e.g. redis://127.0.0.1:6379/0")
+        return self
 
 
 StateBackendName = Literal["memory", "sqlite", "postgres"]
@@ -124,7 +132,7 @@ class StateSettings(_Strict):
 class TelemetrySettings(_Strict):
     """Where spans and warnings go."""
 
-    backend: Literal["logging", "null"] = "logging"
+    backend: Literal["logging", "otel", "null"] = "logging"
     logger_name: str = "flujo"
 
 

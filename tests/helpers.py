@@ -45,7 +45,9 @@ class RecordingTelemetry:
 
     @property
     def step_names(self) -> list[AttributeValue]:
-        return [s.attributes.get("flujo.step.name", "") for s in self.spans]
+        return [
+            s.attributes.get("flujo.step.name", "") for s in self.spans if s.name == "flujo.step"
+        ]
 
 
 class DictCache:

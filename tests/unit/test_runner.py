@@ -607,7 +607,7 @@ async def test_telemetry_override_applies_from_the_next_run() -> None:
         await runner.run_async(1)
     assert telemetry.step_names == ["a", "b", "c"]
     await runner.run_async(1)  # override gone: the fake sees nothing more
-    assert len(telemetry.spans) == 3
+    assert len(telemetry.spans) == 4  # the run's span and one per step, nothing more
 
 
 async def test_state_backend_override_applies_from_the_next_run(

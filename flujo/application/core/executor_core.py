@@ -240,7 +240,7 @@ class ExecutorCore:
             done.error, done.attempts = exc, 1
             return done
         if key is not None:
-            cached = await self.cache_backend.get(key)
+            cached = await self._cache_get(step, key)
             if isinstance(cached, dict) and "output" in cached:
                 span = self._span(step, 0, cache_hit=True)
                 if span is not None:
@@ -280,8 +280,29 @@ class ExecutorCore:
                 span.set_attribute("flujo.tokens", done.tokens)
                 span.end()
             if key is not None:
-                await self.cache_backend.set(key, {"output": done.output}, config.cache_ttl_s)
+                await self._cache_set(step, key, done.output)
             return done
+
+    async def _cache_get(self, step: Step[Any, Any], key: str) -> Any:
+        try:
+            return await self.cache_backend.get(key)
+        except Exception as exc:  # a cache is an optimisation: its failure must not fail the step
+            self._warn_once(
+                f"cache-get:{step.name}",
+                f"cache read for step {step.name!r} "
+                f"failed ({type(exc).__name__}: {exc}); the step runs uncached",
+            )
+            return None
+
+    async def _cache_set(self, step: Step[Any, Any], key: str, output: Any) -> None:
+        try:
+            await self.cache_backend.set(key, {"output": output}, step.config.cache_ttl_s)
+        except Exception as exc:
+            self._warn_once(
+                f"cache-set:{step.name}",
+                f"caching the output of step {step.name!r} "
+                f"failed ({type(exc).__name__}: {exc}); it was not cached",
+            )
 
     async def _before_retry(
         self, context: BaseModel | None, config: StepConfig, attempts: int

@@ -262,6 +262,31 @@ async def execute_run(
 ) -> PipelineResult[ContextT]:
     """Run the steps of ``plan.pipeline`` from ``start`` and return the result."""
     run = _Run(plan, parts, start)
+    span = (
+        parts.telemetry.start_span(
+            "flujo.run",
+            {"flujo.run_id": start.run_id, "flujo.pipeline": plan.pipeline_name},
+        )
+        if parts.executor.enable_tracing
+        else None
+    )
+    try:
+        result = await _execute(run)
+    except BaseException as exc:
+        if span is not None:
+            span.record_exception(exc)
+            span.end()
+        raise
+    if span is not None:
+        span.set_attribute("flujo.status", result.status)
+        span.set_attribute("flujo.cost_usd", result.total_cost_usd)
+        span.set_attribute("flujo.tokens", result.total_tokens)
+        span.end()
+    return result
+
+
+async def _execute(run: _Run[ContextT]) -> PipelineResult[ContextT]:
+    plan, parts, start = run.plan, run.parts, run.start
     executor, state_backend = parts.executor, parts.state_backend
     # Hydration failures raise before any step runs: no step ever sees unhydrated data.
     await executor.hydrate(start.context)
