@@ -189,7 +189,8 @@ class Flujo(Generic[InT, OutT, ContextT]):
 
     def remove_hook(self, hook: Hook) -> None:
         """Stop calling ``hook`` (no error if it was not registered)."""
-        hooks = tuple(h for h in self._plan.hooks if h is not hook)
+        # ==, not `is`: a bound method is a new object each time it is looked up.
+        hooks = tuple(h for h in self._plan.hooks if h != hook)
         self._plan = dataclasses.replace(self._plan, hooks=hooks)
 
     @property

@@ -16,7 +16,7 @@ from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.dsl.step import Step
 from flujo.domain.errors import ConfigurationError
 
-__all__ = ["load_container", "load_runner", "parse_duration", "parse_input"]
+__all__ = ["load_container", "load_runner", "parse_duration", "parse_input", "pipeline_name"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -57,6 +57,9 @@ def _import_target(target: str) -> Any:
             spec = importlib.util.spec_from_file_location(path.stem, path)
             if spec is None or spec.loader is None or not path.is_file():
                 raise ConfigurationError(f"no Python file at {module_name}")
+            # Like `python path.py`, the file's own folder is importable (its helper modules).
+            if str(path.parent) not in sys.path:
+                sys.path.insert(0, str(path.parent))
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
         else:
@@ -75,6 +78,14 @@ def _import_target(target: str) -> Any:
         raise ConfigurationError(f"module {module_name!r} has no attribute {attr!r}") from None
 
 
+def pipeline_name(target: str) -> str:
+    """Return the run name of a target (``./review.py:flow`` and ``review:flow`` agree)."""
+    module, _, attr = target.partition(":")
+    if module.endswith(".py"):
+        module = Path(module).stem
+    return f"{module}:{attr}"
+
+
 def load_runner(target: str, profile: Path | None) -> Flujo[Any, Any, Any]:
     """Return the runner ``target`` names: a ``Flujo``, or a pipeline or step to wrap in one."""
     obj = _import_target(target)
@@ -86,7 +97,7 @@ def load_runner(target: str, profile: Path | None) -> Flujo[Any, Any, Any]:
             )
         return obj
     if isinstance(obj, Pipeline | Step):
-        return Flujo(obj, container=load_container(profile), pipeline_name=target)
+        return Flujo(obj, container=load_container(profile), pipeline_name=pipeline_name(target))
     raise ConfigurationError(
         f"{target} is a {type(obj).__name__}; expected a Flujo runner, a Pipeline or a Step"
     )

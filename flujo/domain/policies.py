@@ -57,8 +57,10 @@ class UsageLimits:
     def __post_init__(self) -> None:
         for name in ("total_cost_usd_limit", "total_tokens_limit"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not value > 0):
-                raise ConfigurationError(f"{name} must be > 0 or None, got {value!r}")
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ConfigurationError(f"{name} must be a number > 0 or None, got {value!r}")
 
     def exceeded_by(self, cost_usd: float, tokens: int) -> str | None:
         """Say which limit ``cost_usd`` / ``tokens`` pass, or ``None`` if neither."""
@@ -118,6 +120,7 @@ class StepConfig:
     """True when no processor, validator, cache, timeout, thread or limit applies (fast path)."""
 
     def __post_init__(self) -> None:
+        self._check_types()
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
             raise ConfigurationError(f"max_retries must be an int, got {self.max_retries!r}")
         if self.max_retries < 0:
@@ -136,8 +139,6 @@ class StepConfig:
             raise ConfigurationError(f"backoff_factor must be >= 1, got {self.backoff_factor!r}")
         if self.cache_key_fn is not None and not callable(self.cache_key_fn):
             raise ConfigurationError(f"cache_key_fn must be callable, got {self.cache_key_fn!r}")
-        if isinstance(self.cache_key_fields, str):
-            raise ConfigurationError("cache_key_fields must be a sequence of field names")
         _check_callables("validators", self.validators)
         _check_callables("input_processors", self.input_processors)
         _check_callables("output_processors", self.output_processors)
@@ -156,6 +157,22 @@ class StepConfig:
             or self.usage_limits is not None
         )
         object.__setattr__(self, "plain", plain)
+
+    def _check_types(self) -> None:
+        numbers = ("timeout_s", "backoff_s", "backoff_factor", "max_backoff_s", "cache_ttl_s")
+        for name in numbers:
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise ConfigurationError(f"{name} must be a number, got {value!r}")
+        sequences = ("validators", "input_processors", "output_processors", "cache_key_fields")
+        for name in sequences:
+            value = getattr(self, name)
+            if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
+                raise ConfigurationError(f"{name} must be a list or tuple, got {value!r}")
+        if not isinstance(self.version, str):
+            raise ConfigurationError(f"version must be a string, got {self.version!r}")
 
     def retry_delay(self, retry: int, random: Callable[[], float]) -> float:
         """Seconds to wait before retry number ``retry`` (1 = the first retry)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -13,7 +14,11 @@ __all__ = ["InMemoryLRUCache"]
 
 
 class InMemoryLRUCache:
-    """Keeps at most ``max_entries`` values; the least recently used goes first."""
+    """Keeps at most ``max_entries`` values; the least recently used goes first.
+
+    Entries are deep copies, so neither the step that stored a value nor the one that
+    got it can change what the next hit returns.
+    """
 
     def __init__(self, max_entries: int = 1024, clock: Callable[[], float] = time.monotonic):
         if max_entries <= 0:
@@ -32,12 +37,12 @@ class InMemoryLRUCache:
             del self._data[key]
             return None
         self._data.move_to_end(key)
-        return value
+        return copy.deepcopy(value)  # callers may mutate what they get; the entry must not change
 
     async def set(self, key: str, value: Any, ttl_s: float | None = None) -> None:
         """Store ``value``; evict the oldest entry when full."""
         expires = None if ttl_s is None else self._clock() + ttl_s
-        self._data[key] = (value, expires)
+        self._data[key] = (copy.deepcopy(value), expires)
         self._data.move_to_end(key)
         while len(self._data) > self._max:
             self._data.popitem(last=False)

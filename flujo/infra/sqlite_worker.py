@@ -1,15 +1,22 @@
-"""One SQLite connection served by one dedicated worker thread.
+"""One SQLite connection, used inline when it is free and from a worker thread when not.
 
-Each call runs a whole function (usually one transaction) on the worker, so a
-checkpoint costs one thread hop and concurrent callers never interleave inside
-a transaction. The worker belongs to a ``ThreadPoolExecutor``, whose idle
-threads end at interpreter exit even if the owner was never closed.
+A checkpoint is a few tens of microseconds of SQLite work; handing it to a thread
+and waking the event loop afterwards costs more than the work. So a call runs
+inline on the event loop when the connection is free and the file is not locked,
+and waits on a dedicated worker thread otherwise (another thread holds the
+connection, or another connection holds the write lock: the worker retries for
+up to ``timeout_s``). WAL checkpoints, which may fsync, always run on the worker.
+The worker belongs to a ``ThreadPoolExecutor``, whose idle thread ends at
+interpreter exit even if the owner was never closed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,61 +26,132 @@ __all__ = ["SQLiteWorker", "transaction"]
 
 R = TypeVar("R")
 
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+_CHECKPOINT_EVERY = 256
+"""Calls between two passive WAL checkpoints (automatic ones are off: they may fsync inline)."""
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    # Extended codes (SQLITE_BUSY_SNAPSHOT, _RECOVERY, ...) keep the primary code in the low byte.
+    return code is not None and code & 0xFF in _BUSY
+
 
 class SQLiteWorker:
-    """Runs functions of a ``sqlite3.Connection`` on its own thread, opening it lazily."""
+    """Runs functions of one ``sqlite3.Connection``, opened lazily, one call at a time."""
 
-    def __init__(self, path: Path, schema: str, version: int) -> None:
+    def __init__(self, path: Path, schema: str, version: int, timeout_s: float = 30.0) -> None:
         self.path = path
         self._schema = schema
         self._version = version
+        self._timeout_s = timeout_s
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._calls = 0
 
     def _open(self) -> sqlite3.Connection:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # timeout=0: a locked file fails fast, and the caller decides how to wait.
             conn = sqlite3.connect(
-                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+                self.path, timeout=0, isolation_level=None, check_same_thread=False
             )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
             try:
-                conn.executescript(self._schema)
-                found = conn.execute("PRAGMA user_version").fetchone()[0]
-                if found == 0:
-                    conn.execute(f"PRAGMA user_version = {int(self._version)}")
-                elif found != self._version:
-                    raise sqlite3.DatabaseError(
-                        f"the file has layout version {found}, this flujo reads version "
-                        f"{self._version}; use another file"
-                    )
+                self._setup(conn)
             except BaseException:
                 conn.close()
                 raise
             self._conn = conn
         return self._conn
 
-    def _call(self, fn: Callable[[sqlite3.Connection], R]) -> R:
-        return fn(self._open())
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA wal_autocheckpoint=0")
+                conn.executescript(self._schema)
+                found = conn.execute("PRAGMA user_version").fetchone()[0]
+                break
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
+        if found == 0:
+            conn.execute(f"PRAGMA user_version = {int(self._version)}")
+        elif found != self._version:
+            raise sqlite3.DatabaseError(
+                f"the file has layout version {found}, this flujo reads version "
+                f"{self._version}; use another file"
+            )
 
-    async def run(self, fn: Callable[[sqlite3.Connection], R]) -> R:
-        """Run ``fn(connection)`` on the worker thread and return its result."""
+    def _worker(self) -> ThreadPoolExecutor:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flujo-sqlite")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn)
+        return self._executor
+
+    async def run(self, fn: Callable[[sqlite3.Connection], R]) -> R:
+        """Run ``fn(connection)``: inline when possible, else on the worker thread."""
+        if self._lock.acquire(blocking=False):
+            try:
+                result = fn(self._open())
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+            else:
+                self._count_call()
+                return result
+            finally:
+                self._lock.release()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker(), self._call_waiting, fn)
+
+    def _call_waiting(self, fn: Callable[[sqlite3.Connection], R]) -> R:
+        deadline = time.monotonic() + self._timeout_s
+        delay = 0.001
+        with self._lock:
+            conn = self._open()
+            while True:
+                try:
+                    result = fn(conn)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc) or time.monotonic() > deadline:
+                        raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        self._count_call()
+        return result
+
+    def _count_call(self) -> None:
+        self._calls += 1
+        if self._calls % _CHECKPOINT_EVERY == 0:
+            self._worker().submit(self._checkpoint_wal)
+
+    def _checkpoint_wal(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                # A passive checkpoint that cannot run now runs next time.
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     async def close(self) -> None:
-        """Close the connection and stop the thread; a later ``run`` starts afresh."""
+        """Checkpoint the WAL, close the connection and stop the thread."""
         executor, self._executor = self._executor, None
-        if executor is None:
-            return
 
         def close_connection() -> None:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                conn.close()
+            with self._lock:
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    conn.close()
 
+        if executor is None:
+            close_connection()
+            return
         await asyncio.get_running_loop().run_in_executor(executor, close_connection)
         executor.shutdown(wait=False)
 

@@ -153,6 +153,8 @@ class ExecutorCore:
                 cost, tokens, out = out.cost_usd, out.tokens, out.value
                 self.usage_meter.add(cost, tokens)
             if span is not None:
+                span.set_attribute("flujo.cost_usd", cost)
+                span.set_attribute("flujo.tokens", tokens)
                 span.end()
             return _new_result(
                 step.name, out, True, 1, time.perf_counter() - start, None, cost, tokens
@@ -194,7 +196,10 @@ class ExecutorCore:
                 done.error = UsageLimitExceededError(f"step {step.name!r}: {exceeded}")
         if done.error is not None and step.fallback_step is not None:
             return await self._fallback(step, data, context, resources, done, start)
+        if done.cost_usd or done.tokens:
+            self.usage_meter.add(done.cost_usd, done.tokens)
         if done.error is not None:
+            # What failed attempts spent (an output a validator rejected) was still spent.
             return _new_result(
                 step.name,
                 None,
@@ -202,11 +207,9 @@ class ExecutorCore:
                 done.attempts,
                 time.perf_counter() - start,
                 f"{type(done.error).__name__}: {_describe(done.error)}",
-                0.0,
-                0,
+                done.cost_usd,
+                done.tokens,
             )
-        if done.cost_usd or done.tokens:
-            self.usage_meter.add(done.cost_usd, done.tokens)
         return _new_result(
             step.name,
             done.output,
@@ -269,7 +272,6 @@ class ExecutorCore:
                 if span is not None:
                     span.record_exception(exc)
                     span.end()
-                done.cost_usd, done.tokens = 0.0, 0
                 if done.attempts > config.max_retries or isinstance(exc, ConfigurationError):
                     done.error = exc
                     return done
@@ -332,7 +334,9 @@ class ExecutorCore:
         else:
             out = await _guarded(step, data, context, resources, config)
         if type(out) is StepOutput:
-            done.cost_usd, done.tokens, out = out.cost_usd, out.tokens, out.value
+            done.cost_usd += out.cost_usd
+            done.tokens += out.tokens
+            out = out.value
         if config.output_processors:
             out = await apply_processors(config.output_processors, out, context)
         if config.validators:

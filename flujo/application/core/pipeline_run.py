@@ -100,6 +100,8 @@ def result_payload(result: StepResult) -> dict[str, Any]:
         "feedback": result.feedback,
         "cost_usd": result.cost_usd,
         "token_counts": result.token_counts,
+        "cache_hit": result.cache_hit,
+        "fallback": result.fallback,
     }
 
 
@@ -176,18 +178,22 @@ class _Run(Generic[ContextT]):
         )
 
     async def emit(self, event: HookEvent) -> None:
+        """Give ``event`` to every hook; then raise the first abort signal, if any."""
+        abort: PipelineAbortSignal | None = None
         for hook in self.plan.hooks:
             try:
                 outcome = hook(event)
                 if inspect.isawaitable(outcome):
                     await outcome
-            except PipelineAbortSignal:
-                raise
+            except PipelineAbortSignal as signal:
+                abort = abort or signal  # every hook still hears the event
             except Exception as exc:
                 self.parts.telemetry.warning(
                     f"run {self.run_id}: hook {getattr(hook, '__qualname__', hook)!r} failed on "
                     f"{type(event).__name__}: {type(exc).__name__}: {exc}"
                 )
+        if abort is not None:
+            raise abort
 
 
 def _human_result(name: str, value: Any) -> StepResult:
@@ -243,12 +249,12 @@ async def _step_loop(run: _Run[Any], history: list[StepResult]) -> _Outcome:
             await run.emit(
                 StepFinished(run_id=run_id, step_name=step.name, index=index, result=result)
             )
+        outcome.cost_usd += result.cost_usd
+        outcome.tokens += result.token_counts
         if not result.success:
             outcome.status = "failed"
             return outcome
         outcome.output = result.output
-        outcome.cost_usd += result.cost_usd
-        outcome.tokens += result.token_counts
         if limits is not None:
             exceeded = limits.exceeded_by(outcome.cost_usd, outcome.tokens)
             if exceeded is not None:

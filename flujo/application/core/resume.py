@@ -66,6 +66,24 @@ def run_info(
     )
 
 
+def _check_records(
+    run_id: str, steps: Sequence[StepRecord], index: int, pipeline: Pipeline[Any, Any]
+) -> None:
+    """Check that the first ``index`` records are the pipeline's steps, each successful."""
+    for position, stored in enumerate(steps[:index]):
+        if stored.index != position or not stored.success:
+            raise _corrupt(
+                run_id,
+                f"it says {index} steps completed but step {position} has no successful record",
+            )
+        expected = pipeline.steps[position].name
+        if stored.name != expected:
+            raise ResumeError(
+                f"run {run_id!r} ran step {position} as {stored.name!r}, but this pipeline's "
+                f"step {position} is {expected!r}: resume it with the pipeline it ran with"
+            )
+
+
 def restore(
     record: RunRecord,
     steps: Sequence[StepRecord],
@@ -94,12 +112,7 @@ def restore(
         raise _corrupt(
             run_id, f"it says {index} steps completed but holds {len(steps)} step records"
         )
-    for position, stored in enumerate(steps[:index]):
-        if stored.index != position or not stored.success:
-            raise _corrupt(
-                run_id,
-                f"it says {index} steps completed but step {position} has no successful record",
-            )
+    _check_records(run_id, steps, index, pipeline)
     history = decode_steps(steps[:index], serializer, run_id)
     if index == 0:
         data = _load(serializer, record.input, run_id, "the run input")
