@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import copy
 import dataclasses
 from collections.abc import Awaitable, Coroutine, Mapping, Sequence
@@ -239,10 +237,12 @@ class Flujo(Generic[InT, OutT, ContextT]):
     ) -> PipelineResult[ContextT]:
         """Run the pipeline on ``data`` and return its result (failed steps do not raise)."""
         run_id = run_id or self.container.run_id()
-        # Deep-copied so no run mutates the caller's data or another run's context.
-        context_data = copy.deepcopy(
-            {**self._initial, **(initial_context_data or {}), "run_id": run_id}
-        )
+        context_data: dict[str, Any] = {"run_id": run_id}
+        if self._initial or initial_context_data:
+            # Deep-copied so no run mutates the caller's data or another run's context.
+            context_data = copy.deepcopy(
+                {**self._initial, **(initial_context_data or {}), "run_id": run_id}
+            )
         start = RunStart(run_id=run_id, context=self._validate_context(context_data), data=data)
         return await execute_run(self._plan, self._parts(), start)
 
@@ -351,6 +351,11 @@ class Flujo(Generic[InT, OutT, ContextT]):
 
 
 def _run_sync(work: Coroutine[Any, Any, R]) -> R:
+    # Imported here, like every asyncio import on the `import flujo` path: it is a third
+    # of the import time, and the first run pays it anyway.
+    import asyncio
+    import concurrent.futures
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -62,9 +62,13 @@ class ContextReference(BaseModel, Generic[T]):
     _dirty: bool = PrivateAttr(default=False)
     _digest: str | None = PrivateAttr(default=None)
 
+    # Private state is read and written through __pydantic_private__ directly: pydantic's
+    # attribute path costs microseconds per access, and the executor checks every step.
+    # (It is never None: the class declares private attributes.)
+
     def get(self) -> T | None:
         """Return the hydrated value (``None`` when the provider holds none yet)."""
-        value = self._value
+        value = self.__pydantic_private__["_value"]  # type: ignore[index]
         if value is _UNSET:
             raise ReferenceNotHydratedError(
                 f"ContextReference(provider_id={self.provider_id!r}, key={self.key!r}) "
@@ -75,35 +79,34 @@ class ContextReference(BaseModel, Generic[T]):
 
     def set(self, value: T | None) -> None:
         """Replace the value and mark it changed, so it is saved after the current step."""
-        self._value = value
-        self._dirty = True
+        private: Any = self.__pydantic_private__
+        private["_value"] = value
+        private["_dirty"] = True
 
     @property
     def is_hydrated(self) -> bool:
         """Whether the value was loaded (or set) in this context."""
-        return self._value is not _UNSET
+        return self.__pydantic_private__["_value"] is not _UNSET  # type: ignore[index]
 
     @property
     def is_dirty(self) -> bool:
         """Whether the value was ``set()`` since it was last loaded or saved."""
-        return self._dirty
+        return self.__pydantic_private__["_dirty"]  # type: ignore[index,no-any-return]
 
     def _hydrate(self, value: Any, digest: str | None) -> None:
         """Install a value loaded from the provider (framework use)."""
-        self._value = value
-        self._dirty = False
-        self._digest = digest
+        private: Any = self.__pydantic_private__
+        private.update(_value=value, _dirty=False, _digest=digest)
 
     def _mark_saved(self, digest: str | None) -> None:
         """Record that the current value is what the provider holds (framework use)."""
-        self._dirty = False
-        self._digest = digest
+        private: Any = self.__pydantic_private__
+        private.update(_dirty=False, _digest=digest)
 
     def _discard(self) -> None:
         """Forget an unsaved value so it is loaded again (framework use)."""
-        self._value = _UNSET
-        self._dirty = False
-        self._digest = None
+        private: Any = self.__pydantic_private__
+        private.update(_value=_UNSET, _dirty=False, _digest=None)
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> ContextReference[T]:
         # Copying the pointer only keeps hydrated data out of class defaults and
@@ -215,6 +218,16 @@ class PipelineResult(BaseModel, Generic[ContextT]):
     """Why the run failed outside any step (a usage limit, a failed final save)."""
     pause_message: str | None = None
     """What a paused run waits for (``status == "paused"``)."""
+
+    @classmethod
+    def trusted(cls, **values: Any) -> PipelineResult[Any]:
+        """Build a result from values the runner already knows are valid (no validation)."""
+        result = object.__new__(cls)
+        object.__setattr__(result, "__dict__", values)
+        object.__setattr__(result, "__pydantic_fields_set__", set(values))
+        object.__setattr__(result, "__pydantic_extra__", None)
+        object.__setattr__(result, "__pydantic_private__", None)
+        return result
 
     @property
     def feedback(self) -> str | None:

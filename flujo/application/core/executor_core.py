@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import random
 import time
@@ -70,7 +69,7 @@ class ExecutorCore:
         state_providers: Mapping[str, StateProvider[Any]] | None = None,
         on_missing_provider: MissingProviderPolicy = "error",
         enable_tracing: bool = True,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
         random_source: Callable[[], float] = random.random,
     ) -> None:
         # The composition root owns the defaults; the application never names infra classes.
@@ -89,7 +88,7 @@ class ExecutorCore:
             usage_meter if usage_meter is not None else defaults.usage_meter
         )
         self.enable_tracing = enable_tracing
-        self._sleep = sleep
+        self._sleep = sleep if sleep is not None else _asyncio_sleep
         self._random = random_source
         self._warned: set[str] = set()
         self._state = ManagedState(
@@ -420,10 +419,18 @@ class ExecutorCore:
             self.telemetry.warning(message)
 
 
+async def _asyncio_sleep(seconds: float) -> None:
+    import asyncio  # not at module level: see runner._run_sync
+
+    await asyncio.sleep(seconds)
+
+
 async def _guarded(
     step: Step[Any, Any], data: Any, context: Any, resources: Any, config: StepConfig
 ) -> Any:
     """Run one attempt in a worker thread and/or under a timeout."""
+    import asyncio
+
     if step.is_async:
         pending: Any = step.invoke(data, context, resources)
     else:

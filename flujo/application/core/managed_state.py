@@ -8,8 +8,7 @@ last saved. Hydrated data is never copied.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -88,7 +87,7 @@ class ManagedState:
         # Resolve every provider before making a coroutine: a missing one raises with none left
         # unawaited.
         resolved = [(path, ref, self._provider_for(path, ref)) for path, ref in pending]
-        outcomes = await asyncio.gather(
+        outcomes = await _gather(
             *(
                 self._load(path, ref, provider)
                 for path, ref, provider in resolved
@@ -151,8 +150,10 @@ class ManagedState:
         await self._save_all(changed)
 
     async def _save_all(self, found: list[Found]) -> None:
+        if not found:
+            return
         resolved = [(path, ref, self._provider_for(path, ref)) for path, ref in found]
-        outcomes = await asyncio.gather(
+        outcomes = await _gather(
             *(
                 self._save(path, ref, provider)
                 for path, ref, provider in resolved
@@ -178,3 +179,9 @@ class ManagedState:
         # Only mark clean if the step did not set a newer value while the save ran.
         if ref._value is value:
             ref._mark_saved(self._digest(value))
+
+
+async def _gather(*aws: Awaitable[None], return_exceptions: bool) -> list[Any]:
+    import asyncio  # not at module level: see runner._run_sync
+
+    return await asyncio.gather(*aws, return_exceptions=return_exceptions)

@@ -116,14 +116,14 @@ class _Run(Generic[ContextT]):
         self.run_id = start.run_id
         self.created_at = parts.clock() if start.created_at is None else start.created_at
         self.warned: set[str] = set()
-        self.input_json = (
-            self.json(start.data, "the run input") if start.input_json is None else start.input_json
-        )
-        self.context_json = (
-            self.json(start.context, "the context")
-            if start.context_json is None
-            else start.context_json
-        )
+        # Serialized only for a durable run: without a state backend nothing reads them.
+        durable = parts.state_backend is not None
+        self.input_json = start.input_json or b""
+        self.context_json = start.context_json or b""
+        if durable and start.input_json is None:
+            self.input_json = self.json(start.data, "the run input")
+        if durable and start.context_json is None:
+            self.context_json = self.json(start.context, "the context")
 
     def json(self, value: Any, what: str) -> bytes:
         try:
@@ -311,7 +311,7 @@ async def _execute(run: _Run[ContextT]) -> PipelineResult[ContextT]:
         await executor.finalize(start.context)
     except StateError as exc:
         outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
-    result: PipelineResult[ContextT] = PipelineResult.model_construct(
+    result: PipelineResult[ContextT] = PipelineResult.trusted(
         run_id=start.run_id,
         status=outcome.status,
         success=outcome.status == "completed",

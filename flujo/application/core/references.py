@@ -17,7 +17,8 @@ from flujo.domain.models import ContextReference
 
 __all__ = ["Found", "find_references", "reference_fields"]
 
-Found = tuple[str, ContextReference[Any]]
+# The string keeps pydantic from building a parametrized model class at import time.
+Found = tuple[str, "ContextReference[Any]"]
 """A reference and the path of the field holding it, e.g. ``context.docs[2].ref``."""
 
 # Memos derived only from class definitions; weak keys let classes be collected.
