@@ -167,6 +167,12 @@ class ExecutorCore:
                     step.name, None, False, 0, 0.0, f"{type(exc).__name__}: {exc}", 0.0, 0
                 )
         done = await self._attempts(step, data, context, resources)
+        limits = step.config.usage_limits
+        if done.error is None and limits is not None:
+            # Checked before saving: a step over its own limit fails, and so keeps nothing.
+            exceeded = limits.exceeded_by(done.cost_usd, done.tokens)
+            if exceeded is not None:
+                done.error = UsageLimitExceededError(f"step {step.name!r}: {exceeded}")
         if done.error is None and managed:
             assert context is not None
             try:
@@ -189,14 +195,10 @@ class ExecutorCore:
         if done.error is not None and managed:
             assert context is not None
             self._state.discard_changes(context)  # a failed step's changes never reach a provider
-        if done.error is None and step.config.usage_limits is not None:
-            exceeded = step.config.usage_limits.exceeded_by(done.cost_usd, done.tokens)
-            if exceeded is not None:
-                done.error = UsageLimitExceededError(f"step {step.name!r}: {exceeded}")
-        if done.error is not None and step.fallback_step is not None:
-            return await self._fallback(step, data, context, resources, done, start)
         if done.cost_usd or done.tokens:
             self.usage_meter.add(done.cost_usd, done.tokens)
+        if done.error is not None and step.fallback_step is not None:
+            return await self._fallback(step, data, context, resources, done, start)
         if done.error is not None:
             # What failed attempts spent (an output a validator rejected) was still spent.
             return _new_result(
@@ -395,8 +397,8 @@ class ExecutorCore:
             time.perf_counter() - start,
             f"{reason}; fallback {step.fallback_step.name!r} "
             + ("succeeded" if backup.success else f"failed too: {backup.feedback}"),
-            backup.cost_usd,
-            backup.token_counts,
+            done.cost_usd + backup.cost_usd,  # both were spent
+            done.tokens + backup.token_counts,
             backup.cache_hit,
             used if backup.success else None,
         )
