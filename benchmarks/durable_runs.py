@@ -20,7 +20,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from flujo import Flujo, Pipeline, PipelineContext, Step
 from flujo.domain.interfaces import RunRecord, StepRecord
