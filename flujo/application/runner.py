@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
@@ -147,7 +148,8 @@ class Flujo(Generic[InT, OutT, ContextT]):
         self._backend_factory = backend_factory
         self._persist_state = persist_state
         self._enable_tracing = enable_tracing
-        self._used_state_backend: StateBackend | None = None
+        self._opened: dict[int, Any] = {}
+        """Parts runs used that may hold connections (closed by ``aclose``), by id."""
 
     @staticmethod
     def _build_container(
@@ -207,6 +209,7 @@ class Flujo(Generic[InT, OutT, ContextT]):
             backend = self._backend_factory.create_execution_backend(executor)
         else:
             backend = container.execution_backend(executor=executor)
+        self._opened[id(executor.cache_backend)] = executor.cache_backend
         return RunParts(
             executor=executor,
             backend=backend,
@@ -218,7 +221,7 @@ class Flujo(Generic[InT, OutT, ContextT]):
 
     def _state_backend(self) -> StateBackend:
         backend: StateBackend = self.container.state_backend()
-        self._used_state_backend = backend
+        self._opened[id(backend)] = backend
         return backend
 
     def _durable_backend(self, what: str) -> StateBackend:
@@ -333,10 +336,14 @@ class Flujo(Generic[InT, OutT, ContextT]):
             await self.aclose()
 
     async def aclose(self) -> None:
-        """Release what runs opened (the state backend's connection)."""
-        backend, self._used_state_backend = self._used_state_backend, None
-        if backend is not None:
-            await backend.close()
+        """Release what runs opened: the state backend's and the cache's connections."""
+        opened, self._opened = self._opened, {}
+        for part in opened.values():
+            close = getattr(part, "close", None)
+            if close is not None:
+                outcome = close()
+                if inspect.isawaitable(outcome):
+                    await outcome
 
     async def __aenter__(self) -> Flujo[InT, OutT, ContextT]:
         return self

@@ -12,9 +12,12 @@ the phase in which it happens::
     │   ├── ResumeError               a run cannot be resumed (completed, other pipeline)
     │   ├── HumanInputError           human input failed the step's input_model
     │   ├── ValidationFailedError     a validator rejected a step's output
+    │   ├── ControlFlowError          a nested step of a branch/loop/parallel/map failed
+    │   ├── ParallelConflictError     two parallel branches changed the same field
     │   └── PipelineAbortSignal       raised by a hook to stop the run on purpose
     └── StateError                    managed state and durable run state
         ├── ReferenceNotHydratedError   a ContextReference read before it was loaded
+        ├── ReferenceNotWritableError   set() on a reference a parallel branch may only read
         ├── StateLoadError              a StateProvider failed to load a reference
         ├── StateSaveError              a StateProvider failed to save a reference
         └── StateBackendError           a run-state backend failed or holds bad data
@@ -28,11 +31,14 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "ControlFlowError",
     "ExecutionError",
     "FlujoError",
     "HumanInputError",
+    "ParallelConflictError",
     "PipelineAbortSignal",
     "ReferenceNotHydratedError",
+    "ReferenceNotWritableError",
     "ResumeError",
     "RunNotFoundError",
     "StateBackendError",
@@ -66,6 +72,14 @@ class ValidationFailedError(ExecutionError):
     """A validator rejected a step's output; the attempt counts as failed."""
 
 
+class ControlFlowError(ExecutionError):
+    """A step nested in a branch, loop, parallel or map step failed, or the construct did."""
+
+
+class ParallelConflictError(ExecutionError):
+    """Two parallel branches changed the same context field to different values."""
+
+
 class PipelineAbortSignal(ExecutionError):
     """Raise from a hook to stop the run on purpose (other hook errors are only reported)."""
 
@@ -92,6 +106,10 @@ class StateError(FlujoError):
 
 class ReferenceNotHydratedError(StateError):
     """A ``ContextReference`` was read before its value was loaded."""
+
+
+class ReferenceNotWritableError(StateError):
+    """``set()`` was called on a reference a parallel branch may only read."""
 
 
 class StateLoadError(StateError):

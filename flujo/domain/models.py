@@ -7,7 +7,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from flujo.domain.errors import ReferenceNotHydratedError
+from flujo.domain.errors import ReferenceNotHydratedError, ReferenceNotWritableError
 
 __all__ = [
     "ContextReference",
@@ -61,6 +61,7 @@ class ContextReference(BaseModel, Generic[T]):
     _value: Any = PrivateAttr(default=_UNSET)
     _dirty: bool = PrivateAttr(default=False)
     _digest: str | None = PrivateAttr(default=None)
+    _read_only: str | None = PrivateAttr(default=None)
 
     # Private state is read and written through __pydantic_private__ directly: pydantic's
     # attribute path costs microseconds per access, and the executor checks every step.
@@ -80,6 +81,8 @@ class ContextReference(BaseModel, Generic[T]):
     def set(self, value: T | None) -> None:
         """Replace the value and mark it changed, so it is saved after the current step."""
         private: Any = self.__pydantic_private__
+        if private["_read_only"] is not None:
+            raise ReferenceNotWritableError(private["_read_only"])
         private["_value"] = value
         private["_dirty"] = True
 
@@ -107,6 +110,17 @@ class ContextReference(BaseModel, Generic[T]):
         """Forget an unsaved value so it is loaded again (framework use)."""
         private: Any = self.__pydantic_private__
         private.update(_value=_UNSET, _dirty=False, _digest=None)
+
+    def _view(self, read_only: str | None) -> ContextReference[T]:
+        """Return a reference sharing this one's value (framework use: parallel branches).
+
+        With ``read_only`` (the reason), its ``set()`` raises ``ReferenceNotWritableError``.
+        """
+        view = type(self).model_construct(provider_id=self.provider_id, key=self.key)
+        private: Any = view.__pydantic_private__
+        private.update(self.__pydantic_private__ or {})
+        private.update(_dirty=False, _read_only=read_only)
+        return view
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> ContextReference[T]:
         # Copying the pointer only keeps hydrated data out of class defaults and
@@ -155,6 +169,8 @@ class StepResult(BaseModel):
     """Whether the output came from the step-result cache."""
     fallback: str | None = None
     """The fallback step that produced the output after the step itself failed."""
+    step_history: list[StepResult] = Field(default_factory=list)
+    """Results of the steps a control-flow step ran inside itself."""
 
     @classmethod
     def trusted(
@@ -169,6 +185,7 @@ class StepResult(BaseModel):
         token_counts: int,
         cache_hit: bool = False,
         fallback: str | None = None,
+        step_history: list[StepResult] | None = None,
     ) -> StepResult:
         """Build a result from values the executor already knows are valid (no validation)."""
         # Same end state as model_construct at a fraction of its cost: this runs once per step.
@@ -188,6 +205,7 @@ class StepResult(BaseModel):
                 "token_counts": token_counts,
                 "cache_hit": cache_hit,
                 "fallback": fallback,
+                "step_history": [] if step_history is None else step_history,
             },
         )
         # Every field is set, so one shared set serves all results: pydantic only ever adds

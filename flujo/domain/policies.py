@@ -107,13 +107,13 @@ class StepConfig:
     """How long a cached result lives; ``None`` = until evicted."""
     version: str = "1"
     """Part of the cache key: change it when the step's behaviour changes."""
-    cache_key_fields: tuple[str, ...] = ()
-    """Context fields the step reads, made part of the cache key."""
+    cache_key_fields: Sequence[str] = ()
+    """Context fields the step reads, made part of the cache key (stored as a tuple)."""
     cache_key_fn: CacheKeyFn | None = None
     """Makes the cache key from ``(input, context)`` instead of input and key fields."""
-    validators: tuple[Validator, ...] = ()
-    input_processors: tuple[Processor, ...] = ()
-    output_processors: tuple[Processor, ...] = ()
+    validators: Sequence[Validator] = ()
+    input_processors: Sequence[Processor] = ()
+    output_processors: Sequence[Processor] = ()
     usage_limits: UsageLimits | None = None
     """Limits on this step's own cost and tokens."""
     plain: bool = field(init=False, repr=False, compare=False)

@@ -13,6 +13,19 @@ from flujo.domain.errors import ConfigurationError
 __all__ = ["InMemoryLRUCache"]
 
 
+_IMMUTABLE = (str, bytes, int, float, bool, type(None), frozenset)
+
+
+def _copy(value: Any) -> Any:
+    """Deep-copy what can change; immutable values (common: text) are shared as they are."""
+    if isinstance(value, _IMMUTABLE):
+        return value
+    if isinstance(value, dict) and len(value) == 1 and "output" in value:
+        inner = value["output"]  # the executor's wrapper: copy only what it wraps
+        return value if isinstance(inner, _IMMUTABLE) else {"output": copy.deepcopy(inner)}
+    return copy.deepcopy(value)
+
+
 class InMemoryLRUCache:
     """Keeps at most ``max_entries`` values; the least recently used goes first.
 
@@ -37,12 +50,12 @@ class InMemoryLRUCache:
             del self._data[key]
             return None
         self._data.move_to_end(key)
-        return copy.deepcopy(value)  # callers may mutate what they get; the entry must not change
+        return _copy(value)  # callers may mutate what they get; the entry must not change
 
     async def set(self, key: str, value: Any, ttl_s: float | None = None) -> None:
         """Store ``value``; evict the oldest entry when full."""
         expires = None if ttl_s is None else self._clock() + ttl_s
-        self._data[key] = (copy.deepcopy(value), expires)
+        self._data[key] = (_copy(value), expires)
         self._data.move_to_end(key)
         while len(self._data) > self._max:
             self._data.popitem(last=False)

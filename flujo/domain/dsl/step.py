@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import (
     TYPE_CHECKING,
     Any,
+    ClassVar,
     Concatenate,
     Generic,
+    Literal,
     ParamSpec,
     Protocol,
     TypeVar,
@@ -95,6 +97,9 @@ class Step(Generic[InT, OutT]):
     """
 
     __slots__ = ("agent", "config", "fallback_step", "invoke", "is_async", "name", "takes_context")
+
+    composite: ClassVar[bool] = False
+    """Whether this is a control-flow step whose nested steps the executor runs."""
 
     name: str
     config: StepConfig
@@ -204,13 +209,80 @@ class Step(Generic[InT, OutT]):
         for slot in _all_slots(type(self)):
             object.__setattr__(copy, slot, getattr(self, slot))
         # StepConfig turns the sequences into tuples in __post_init__.
-        copy.config = dataclasses.replace(self.config, **options)  # type: ignore[arg-type]
+        copy.config = dataclasses.replace(self.config, **options)
         return copy
 
     @staticmethod
     def cached(step: Step[A, B], *, ttl_s: float | None = None, strict: bool = False) -> Step[A, B]:
         """Return a copy of ``step`` whose results are cached (for ``ttl_s`` seconds)."""
         return step.with_config(cache="strict" if strict else True, cache_ttl_s=ttl_s)
+
+    @staticmethod
+    def branch_on(
+        condition: Callable[..., Any],
+        branches: Mapping[str, Step[Any, Any] | Pipeline[Any, Any]],
+        default: Step[Any, Any] | Pipeline[Any, Any] | None = None,
+        *,
+        name: str = "branch",
+        **options: Unpack[StepOptions],
+    ) -> Step[Any, Any]:
+        """Run the branch whose key ``condition(input, context)`` returns (else ``default``)."""
+        from flujo.domain.dsl.control_flow import BranchStep
+
+        return BranchStep(name, condition, branches, default, **options)
+
+    @staticmethod
+    def loop_until(
+        body: Step[Any, Any] | Pipeline[Any, Any],
+        exit_condition: Callable[..., Any],
+        *,
+        max_loops: int,
+        on_max_loops: Literal["fail", "return"] = "fail",
+        name: str = "loop",
+        **options: Unpack[StepOptions],
+    ) -> Step[Any, Any]:
+        """Run ``body`` on its own output until ``exit_condition(output, context)`` is true."""
+        from flujo.domain.dsl.control_flow import LoopStep
+
+        return LoopStep(name, body, exit_condition, max_loops, on_max_loops, **options)
+
+    @staticmethod
+    def parallel(
+        branches: Mapping[str, Step[Any, Any] | Pipeline[Any, Any]],
+        *,
+        merge: Callable[[dict[str, Any]], Any] | None = None,
+        on_branch_failure: Literal["fail", "collect"] = "fail",
+        reference_writers: Mapping[str, str] | None = None,
+        name: str = "parallel",
+        **options: Unpack[StepOptions],
+    ) -> Step[Any, Any]:
+        """Run branches concurrently on copies of the context and merge what they changed.
+
+        The output is ``{branch: output}``, or ``merge`` of it. References stay shared and
+        read-only in branches, except those ``reference_writers`` (field path -> branch)
+        give to one branch.
+        """
+        from flujo.domain.dsl.control_flow import ParallelStep
+
+        return ParallelStep(name, branches, merge, on_branch_failure, reference_writers, **options)
+
+    @staticmethod
+    def map_over(
+        body: Step[Any, Any] | Pipeline[Any, Any],
+        *,
+        items_from: str | Callable[..., Any] | None = None,
+        concurrency: int = 1,
+        name: str = "map",
+        **options: Unpack[StepOptions],
+    ) -> Step[Any, list[Any]]:
+        """Run ``body`` for each item, ``concurrency`` at a time; outputs keep the items' order.
+
+        The items are the input, the context field named by ``items_from``, or what
+        ``items_from(input, context)`` returns.
+        """
+        from flujo.domain.dsl.control_flow import MapStep
+
+        return MapStep(name, body, items_from, concurrency, **options)
 
     @staticmethod
     def human_in_the_loop(
@@ -292,7 +364,7 @@ def _config(config: StepConfig | None, options: StepOptions) -> StepConfig:
             raise ConfigurationError("pass either config=StepConfig(...) or its fields, not both")
         return config
     try:
-        return StepConfig(**options)  # type: ignore[arg-type]  # sequences become tuples
+        return StepConfig(**options)
     except TypeError as exc:
         raise ConfigurationError(f"unknown step option: {exc}") from exc
 

@@ -1,0 +1,190 @@
+"""Control-flow steps: branch, loop, parallel and map over nested steps or pipelines.
+
+These say *what* runs; ``flujo.application.core.control_flow`` says how. Each is a
+``Step``, so retries, caching, validators, fallbacks and telemetry apply to the
+whole construct, and its nested results are kept in ``StepResult.step_history``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Literal
+
+from flujo.domain.dsl.pipeline import Pipeline
+from flujo.domain.dsl.step import Step, StepInvoker
+from flujo.domain.errors import ConfigurationError
+
+__all__ = [
+    "BranchStep",
+    "CompositeStep",
+    "LoopStep",
+    "MapStep",
+    "ParallelStep",
+    "as_pipeline",
+]
+
+Body = Step[Any, Any] | Pipeline[Any, Any]
+"""What a control-flow step runs: one step or a pipeline."""
+
+
+def as_pipeline(body: Any, what: str) -> Pipeline[Any, Any]:
+    """Return ``body`` as a pipeline, or raise ``ConfigurationError`` naming ``what``."""
+    if isinstance(body, Step | Pipeline):
+        return Pipeline.of(body)
+    raise ConfigurationError(f"{what} must be a Step or a Pipeline, got {type(body).__name__}")
+
+
+def _check_callable(value: Any, what: str) -> None:
+    if not callable(value):
+        raise ConfigurationError(f"{what} must be callable, got {value!r}")
+
+
+def _composite_invoker(name: str) -> StepInvoker:
+    def invoke(data: Any, context: Any, resources: Any) -> Any:
+        raise ConfigurationError(
+            f"step {name!r} is a control-flow step: run it through ExecutorCore or Flujo"
+        )
+
+    return invoke
+
+
+class CompositeStep(Step[Any, Any]):
+    """Base of the control-flow steps: the executor runs their nested steps."""
+
+    __slots__ = ()
+
+    composite: ClassVar[bool] = True
+
+    def __init__(self, name: str, **options: Any) -> None:
+        super().__init__(name, **options)
+        self.invoke = _composite_invoker(name)
+        self.takes_context = True  # conditions and nested steps see the context
+
+
+class BranchStep(CompositeStep):
+    """Runs one of several branches, chosen by ``condition(input, context)``."""
+
+    __slots__ = ("branches", "condition", "default")
+
+    def __init__(
+        self,
+        name: str,
+        condition: Callable[..., Any],
+        branches: Mapping[str, Body],
+        default: Body | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name, **options)
+        _check_callable(condition, f"branch_on {name!r}: condition")
+        if not isinstance(branches, Mapping) or not branches:
+            raise ConfigurationError(f"branch_on {name!r} needs a non-empty dict of branches")
+        for key in branches:
+            if not isinstance(key, str):
+                raise ConfigurationError(
+                    f"branch_on {name!r}: branch keys must be strings, got {key!r}"
+                )
+        self.condition = condition
+        self.branches = {
+            key: as_pipeline(body, f"branch {key!r} of {name!r}") for key, body in branches.items()
+        }
+        self.default = None if default is None else as_pipeline(default, f"default of {name!r}")
+
+
+class LoopStep(CompositeStep):
+    """Runs ``body`` again on its own output until ``exit_condition(output, context)``."""
+
+    __slots__ = ("body", "exit_condition", "max_loops", "on_max_loops")
+
+    def __init__(
+        self,
+        name: str,
+        body: Body,
+        exit_condition: Callable[..., Any],
+        max_loops: int,
+        on_max_loops: Literal["fail", "return"] = "fail",
+        **options: Any,
+    ) -> None:
+        super().__init__(name, **options)
+        _check_callable(exit_condition, f"loop_until {name!r}: exit_condition")
+        if isinstance(max_loops, bool) or not isinstance(max_loops, int) or max_loops <= 0:
+            raise ConfigurationError(
+                f"loop_until {name!r}: max_loops must be > 0, got {max_loops!r}"
+            )
+        if on_max_loops not in ("fail", "return"):
+            raise ConfigurationError(
+                f"loop_until {name!r}: on_max_loops must be 'fail' or 'return', "
+                f"got {on_max_loops!r}"
+            )
+        self.body = as_pipeline(body, f"body of {name!r}")
+        self.exit_condition = exit_condition
+        self.max_loops = max_loops
+        self.on_max_loops = on_max_loops
+
+
+class ParallelStep(CompositeStep):
+    """Runs branches concurrently, each on its own copy of the context, then merges them."""
+
+    __slots__ = ("branches", "merge", "on_branch_failure", "reference_writers")
+
+    def __init__(
+        self,
+        name: str,
+        branches: Mapping[str, Body],
+        merge: Callable[[dict[str, Any]], Any] | None = None,
+        on_branch_failure: Literal["fail", "collect"] = "fail",
+        reference_writers: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name, **options)
+        if not isinstance(branches, Mapping) or not branches:
+            raise ConfigurationError(f"parallel {name!r} needs a non-empty dict of branches")
+        for key in branches:
+            if not isinstance(key, str):
+                raise ConfigurationError(
+                    f"parallel {name!r}: branch keys must be strings, got {key!r}"
+                )
+        if merge is not None:
+            _check_callable(merge, f"parallel {name!r}: merge")
+        if on_branch_failure not in ("fail", "collect"):
+            raise ConfigurationError(
+                f"parallel {name!r}: on_branch_failure must be 'fail' or 'collect', "
+                f"got {on_branch_failure!r}"
+            )
+        writers = dict(reference_writers or {})
+        for field, branch in writers.items():
+            if branch not in branches:
+                raise ConfigurationError(
+                    f"parallel {name!r}: reference {field!r} is given to branch {branch!r}, "
+                    f"which is not one of {sorted(branches)}"
+                )
+        self.branches = {
+            key: as_pipeline(body, f"branch {key!r} of {name!r}") for key, body in branches.items()
+        }
+        self.merge = merge
+        self.on_branch_failure = on_branch_failure
+        self.reference_writers = writers
+
+
+class MapStep(CompositeStep):
+    """Runs ``body`` once per item, at most ``concurrency`` at a time; outputs keep input order."""
+
+    __slots__ = ("body", "concurrency", "items_from")
+
+    def __init__(
+        self,
+        name: str,
+        body: Body,
+        items_from: str | Callable[..., Any] | None = None,
+        concurrency: int = 1,
+        **options: Any,
+    ) -> None:
+        super().__init__(name, **options)
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency <= 0:
+            raise ConfigurationError(
+                f"map_over {name!r}: concurrency must be > 0, got {concurrency!r}"
+            )
+        if items_from is not None and not isinstance(items_from, str):
+            _check_callable(items_from, f"map_over {name!r}: items_from")
+        self.body = as_pipeline(body, f"body of {name!r}")
+        self.items_from = items_from
+        self.concurrency = concurrency
