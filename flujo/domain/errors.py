@@ -13,7 +13,7 @@ the phase in which it happens::
     │   ├── HumanInputError           human input failed the step's input_model
     │   ├── ValidationFailedError     a validator rejected a step's output
     │   ├── ControlFlowError          a nested step of a branch/loop/parallel/map failed
-    │   ├── ParallelConflictError     two parallel branches changed the same field
+    │   │   └── ParallelConflictError two parallel branches changed the same field
     │   └── PipelineAbortSignal       raised by a hook to stop the run on purpose
     └── StateError                    managed state and durable run state
         ├── ReferenceNotHydratedError   a ContextReference read before it was loaded
@@ -28,6 +28,8 @@ part that uses them, with the original exception chained as ``__cause__``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "ConfigurationError",
@@ -73,10 +75,15 @@ class ValidationFailedError(ExecutionError):
 
 
 class ControlFlowError(ExecutionError):
-    """A step nested in a branch, loop, parallel or map step failed, or the construct did."""
+    """A step nested in a branch, loop, parallel or map step failed, or the construct did.
+
+    ``nested`` holds the results of the nested steps that ran (set by the executor).
+    """
+
+    nested: list[Any] | None = None
 
 
-class ParallelConflictError(ExecutionError):
+class ParallelConflictError(ControlFlowError):
     """Two parallel branches changed the same context field to different values."""
 
 

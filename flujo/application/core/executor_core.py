@@ -17,6 +17,7 @@ from flujo.application.core.step_policies import apply_processors, cache_key, ru
 from flujo.domain.dsl.step import Step
 from flujo.domain.errors import (
     ConfigurationError,
+    ControlFlowError,
     StateError,
     StepTimeoutError,
     UncacheableInputError,
@@ -49,6 +50,8 @@ class _Attempts:
     cache_hit: bool = False
     cost_usd: float = 0.0
     tokens: int = 0
+    nested: list[StepResult] | None = None
+    """Results of the steps a control-flow step ran (their usage is metered already)."""
 
 
 class ExecutorCore:
@@ -131,7 +134,7 @@ class ExecutorCore:
         start = time.perf_counter()
         managed = context is not None and bool(reference_fields(type(context)))
         config = step.config
-        if config.plain and not managed:
+        if config.plain and not managed and not step.composite:
             # Fast path: one plain attempt, no state to keep; anything else takes the long way.
             span = self._span(step, 1, cache_hit=False) if self.enable_tracing else None
             try:
@@ -195,7 +198,7 @@ class ExecutorCore:
         if done.error is not None and managed:
             assert context is not None
             self._state.discard_changes(context)  # a failed step's changes never reach a provider
-        if done.cost_usd or done.tokens:
+        if (done.cost_usd or done.tokens) and done.nested is None:
             self.usage_meter.add(done.cost_usd, done.tokens)
         if done.error is not None and step.fallback_step is not None:
             return await self._fallback(step, data, context, resources, done, start)
@@ -210,6 +213,7 @@ class ExecutorCore:
                 f"{type(done.error).__name__}: {_describe(done.error)}",
                 done.cost_usd,
                 done.tokens,
+                step_history=done.nested,
             )
         return _new_result(
             step.name,
@@ -221,6 +225,7 @@ class ExecutorCore:
             done.cost_usd,
             done.tokens,
             done.cache_hit,
+            step_history=done.nested,
         )
 
     async def _attempts(
@@ -328,6 +333,8 @@ class ExecutorCore:
     ) -> Any:
         """One attempt: run the step, then its output processors and validators."""
         config = step.config
+        if step.composite:
+            return await self._composite(step, data, context, resources, done)
         if config.timeout_s is None and not config.run_in_thread:
             out = step.invoke(data, context, resources)
             if step.is_async or inspect.isawaitable(out):
@@ -343,6 +350,49 @@ class ExecutorCore:
         if config.validators:
             await run_validators(step, config.validators, out, context)
         return out
+
+    async def _composite(
+        self,
+        step: Step[Any, Any],
+        data: Any,
+        context: BaseModel | None,
+        resources: Any,
+        done: _Attempts,
+    ) -> Any:
+        from flujo.application.core.control_flow import run_composite
+        from flujo.domain.dsl.control_flow import CompositeStep
+
+        assert isinstance(step, CompositeStep)
+        run = run_composite(self, step, data, context, resources)
+        try:
+            if step.config.timeout_s is None:
+                composite = await run
+            else:
+                import asyncio
+
+                try:
+                    async with asyncio.timeout(step.config.timeout_s):
+                        composite = await run
+                except TimeoutError as exc:
+                    raise StepTimeoutError(
+                        f"step {step.name!r} took longer than timeout_s={step.config.timeout_s}"
+                    ) from exc
+        except ControlFlowError as failure:
+            self._take_nested(done, failure.nested or [])
+            raise
+        self._take_nested(done, composite.history)
+        out = composite.output
+        if step.config.output_processors:
+            out = await apply_processors(step.config.output_processors, out, context)
+        if step.config.validators:
+            await run_validators(step, step.config.validators, out, context)
+        return out
+
+    @staticmethod
+    def _take_nested(done: _Attempts, history: list[StepResult]) -> None:
+        done.nested = history  # the last attempt's; every attempt's spending counts
+        done.cost_usd += sum(r.cost_usd for r in history)
+        done.tokens += sum(r.token_counts for r in history)
 
     def _span(self, step: Step[Any, Any], attempt: int, *, cache_hit: bool) -> Span | None:
         if not self.enable_tracing:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from flujo.application.core.control_flow import PROGRESS, Progress
 from flujo.application.core.executor_core import ExecutorCore
 from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.dsl.step import HumanStep
@@ -86,6 +87,8 @@ class RunStart(Generic[ContextT]):
     """The context the run started with as stored (a fresh run stores ``context``)."""
     human_output: Any = None
     has_human_output: bool = False
+    partial: dict[str, Any] | None = None
+    """Progress a loop or map at ``index`` had stored before the run stopped."""
     """Whether the paused human step at ``index`` is answered by ``human_output``."""
 
 
@@ -159,8 +162,38 @@ class _Run(Generic[ContextT]):
             schema_version=SCHEMA_VERSION,
         )
 
-    def step_record(self, index: int, result: StepResult) -> StepRecord:
+    def partial_record(self, index: int, name: str, partial: dict[str, Any]) -> StepRecord:
+        """Return a record of a loop's or map's progress (replaced when the step ends)."""
+        payload = {"name": name, "success": False, "partial": partial}
+        return StepRecord(
+            run_id=self.run_id,
+            index=index,
+            name=name,
+            success=False,
+            result=self.json(payload, f"the progress of step {name!r}"),
+            context=self.json(self.context, "the context"),
+            recorded_at=self.parts.clock(),
+        )
+
+    def progress(self, index: int, name: str) -> Progress:
+        """Return where the loop or map at ``index`` records what it finished."""
+        state_backend = self.parts.state_backend
+        assert state_backend is not None
+        resumed = self.start.partial if index == self.start.index else None
+
+        async def record(partial: dict[str, Any]) -> None:
+            progress.last = partial
+            await state_backend.checkpoint(self.partial_record(index, name, partial))
+
+        progress = Progress(record=record, resumed=resumed)
+        return progress
+
+    def step_record(
+        self, index: int, result: StepResult, partial: dict[str, Any] | None = None
+    ) -> StepRecord:
         payload = result_payload(result)
+        if partial is not None:
+            payload["partial"] = partial  # a failed loop or map resumes after what it finished
         try:
             blob = self.parts.serializer.dumps(payload)
         except (TypeError, ValueError):
@@ -232,15 +265,26 @@ async def _step_loop(run: _Run[Any], history: list[StepResult]) -> _Outcome:
             return outcome
         if hooks:
             await run.emit(StepStarted(run_id=run_id, step_name=step.name, index=index))
+        progress = None
         if isinstance(step, HumanStep):
             result = _human_result(step.name, start.human_output)
+        elif step.composite and state_backend is not None:
+            progress = run.progress(index, step.name)
+            token = PROGRESS.set(progress)
+            try:
+                result = await backend.execute_step(
+                    step, outcome.output, context=context, resources=resources
+                )
+            finally:
+                PROGRESS.reset(token)
         else:
             result = await backend.execute_step(
                 step, outcome.output, context=context, resources=resources
             )
         history.append(result)
         if state_backend is not None:
-            await state_backend.checkpoint(run.step_record(index, result))
+            partial = progress.last if progress is not None and not result.success else None
+            await state_backend.checkpoint(run.step_record(index, result, partial))
         if hooks:
             if not result.success:
                 await run.emit(

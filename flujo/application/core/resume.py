@@ -84,6 +84,17 @@ def _check_records(
             )
 
 
+def _partial(
+    steps: Sequence[StepRecord], index: int, serializer: Serializer, run_id: str
+) -> dict[str, Any] | None:
+    """Return the progress a loop or map at ``index`` stored before the run stopped."""
+    if index >= len(steps) or steps[index].index != index or steps[index].success:
+        return None
+    payload = _load(serializer, steps[index].result, run_id, f"step {index}")
+    partial = payload.get("partial") if isinstance(payload, dict) else None
+    return partial if isinstance(partial, dict) else None
+
+
 def restore(
     record: RunRecord,
     steps: Sequence[StepRecord],
@@ -124,6 +135,9 @@ def restore(
         if isinstance(answered, HumanStep):
             # Stored as JSON: the next step gets the validated model back, as on the first pass.
             data = answered.validate_input(data)
+    partial = _partial(steps, index, serializer, run_id)
+    if partial is not None:
+        context_blob = steps[index].context  # the context as the loop or map left it
     if isinstance(data, dict) and UNSERIALIZABLE in data:
         raise ResumeError(
             f"run {run_id!r} cannot resume: the input of step {index} was not JSON-serializable "
@@ -146,6 +160,7 @@ def restore(
         created_at=record.created_at,
         input_json=record.input,
         context_json=record.context,
+        partial=partial,
     )
     waiting = pipeline.steps[index] if index < len(pipeline.steps) else None
     if record.status == "paused":
