@@ -43,10 +43,15 @@ StepInvoker = Callable[[Any, Any, Any], Any]
 
 
 class AgentLike(Protocol):
-    """Any object with ``async run(data, **kwargs)``."""
+    """Any object with ``async run(data, ...)``.
 
-    async def run(self, data: Any, **kwargs: Any) -> Any:
-        """Produce the step's output from its input."""
+    Its ``run`` gets ``context`` and ``resources`` keywords when it declares them
+    (or ``**kwargs``).
+    """
+
+    @property
+    def run(self) -> Callable[..., Awaitable[Any]]:
+        """The coroutine function producing the step's output from its input."""
         ...
 
 

@@ -1,0 +1,1 @@
+"""Adapters that turn agents of other libraries into flujo steps."""
