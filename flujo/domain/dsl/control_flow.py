@@ -39,6 +39,18 @@ def _check_callable(value: Any, what: str) -> None:
         raise ConfigurationError(f"{what} must be callable, got {value!r}")
 
 
+def _branches(kind: str, name: str, branches: Any) -> dict[str, Pipeline[Any, Any]]:
+    """Check a ``{key: step or pipeline}`` mapping and return it as pipelines."""
+    if not isinstance(branches, Mapping) or not branches:
+        raise ConfigurationError(f"{kind} {name!r} needs a non-empty dict of branches")
+    made = {}
+    for key, body in branches.items():
+        if not isinstance(key, str):
+            raise ConfigurationError(f"{kind} {name!r}: branch keys must be strings, got {key!r}")
+        made[key] = as_pipeline(body, f"branch {key!r} of {name!r}")
+    return made
+
+
 def _composite_invoker(name: str) -> StepInvoker:
     def invoke(data: Any, context: Any, resources: Any) -> Any:
         raise ConfigurationError(
@@ -76,17 +88,8 @@ class BranchStep(CompositeStep):
     ) -> None:
         super().__init__(name, **options)
         _check_callable(condition, f"branch_on {name!r}: condition")
-        if not isinstance(branches, Mapping) or not branches:
-            raise ConfigurationError(f"branch_on {name!r} needs a non-empty dict of branches")
-        for key in branches:
-            if not isinstance(key, str):
-                raise ConfigurationError(
-                    f"branch_on {name!r}: branch keys must be strings, got {key!r}"
-                )
         self.condition = condition
-        self.branches = {
-            key: as_pipeline(body, f"branch {key!r} of {name!r}") for key, body in branches.items()
-        }
+        self.branches = _branches("branch_on", name, branches)
         self.default = None if default is None else as_pipeline(default, f"default of {name!r}")
 
 
@@ -136,13 +139,7 @@ class ParallelStep(CompositeStep):
         **options: Any,
     ) -> None:
         super().__init__(name, **options)
-        if not isinstance(branches, Mapping) or not branches:
-            raise ConfigurationError(f"parallel {name!r} needs a non-empty dict of branches")
-        for key in branches:
-            if not isinstance(key, str):
-                raise ConfigurationError(
-                    f"parallel {name!r}: branch keys must be strings, got {key!r}"
-                )
+        self.branches = _branches("parallel", name, branches)
         if merge is not None:
             _check_callable(merge, f"parallel {name!r}: merge")
         if on_branch_failure not in ("fail", "collect"):
@@ -157,9 +154,6 @@ class ParallelStep(CompositeStep):
                     f"parallel {name!r}: reference {field!r} is given to branch {branch!r}, "
                     f"which is not one of {sorted(branches)}"
                 )
-        self.branches = {
-            key: as_pipeline(body, f"branch {key!r} of {name!r}") for key, body in branches.items()
-        }
         self.merge = merge
         self.on_branch_failure = on_branch_failure
         self.reference_writers = writers
