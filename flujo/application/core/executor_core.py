@@ -170,6 +170,11 @@ class ExecutorCore:
                     step.name, None, False, 0, 0.0, f"{type(exc).__name__}: {exc}", 0.0, 0
                 )
         done = await self._attempts(step, data, context, resources)
+        if done.cache_hit:
+            # The step did not run: nothing was spent, changed or can fail after it.
+            return _new_result(
+                step.name, done.output, True, 0, time.perf_counter() - start, None, 0.0, 0, True
+            )
         limits = step.config.usage_limits
         if done.error is None and limits is not None:
             # Checked before saving: a step over its own limit fails, and so keeps nothing.
@@ -249,8 +254,16 @@ class ExecutorCore:
             done.error, done.attempts = exc, 1
             return done
         if key is not None:
-            cached = await self._cache_get(step, key)
-            if isinstance(cached, dict) and "output" in cached:
+            try:
+                cached = await self.cache_backend.get(key)
+            except Exception as exc:  # a cache is an optimisation: its failure must not fail
+                self._warn_once(
+                    f"cache-get:{step.name}",
+                    f"cache read for step {step.name!r} failed ({type(exc).__name__}: {exc}); "
+                    "the step runs uncached",
+                )
+                cached = None
+            if type(cached) is dict and "output" in cached:
                 span = self._span(step, 0, cache_hit=True)
                 if span is not None:
                     span.end()
@@ -290,17 +303,6 @@ class ExecutorCore:
             if key is not None:
                 await self._cache_set(step, key, done.output)
             return done
-
-    async def _cache_get(self, step: Step[Any, Any], key: str) -> Any:
-        try:
-            return await self.cache_backend.get(key)
-        except Exception as exc:  # a cache is an optimisation: its failure must not fail the step
-            self._warn_once(
-                f"cache-get:{step.name}",
-                f"cache read for step {step.name!r} "
-                f"failed ({type(exc).__name__}: {exc}); the step runs uncached",
-            )
-            return None
 
     async def _cache_set(self, step: Step[Any, Any], key: str, output: Any) -> None:
         try:
