@@ -8,7 +8,6 @@ does not redo them.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import inspect
 from collections.abc import Awaitable, Callable
@@ -198,6 +197,8 @@ async def _map(
     history: list[StepResult],
     progress: Progress | None,
 ) -> list[Any]:
+    import asyncio  # not at module level: keeps `import flujo` light (see runner._run_sync)
+
     items = await _items(step, data, context)
     outputs: dict[int, Any] = {}
     if progress is not None and progress.resumed is not None:
@@ -257,6 +258,8 @@ async def _parallel(
     resources: Any,
     history: list[StepResult],
 ) -> Any:
+    import asyncio  # not at module level: keeps `import flujo` light (see runner._run_sync)
+
     copies = {name: _branch_context(step, name, context) for name in step.branches}
     results: dict[str, StepResult] = {}
 
