@@ -8,7 +8,7 @@ last saved. Hydrated data is never copied.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -82,22 +82,7 @@ class ManagedState:
             for path, ref in find_references(context, with_paths=True)
             if not ref.is_hydrated and id(ref) not in self._skipped
         ]
-        if not pending:
-            return
-        # Resolve every provider before making a coroutine: a missing one raises with none left
-        # unawaited.
-        resolved = [(path, ref, self._provider_for(path, ref)) for path, ref in pending]
-        outcomes = await _gather(
-            *(
-                self._load(path, ref, provider)
-                for path, ref, provider in resolved
-                if provider is not None
-            ),
-            return_exceptions=True,
-        )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
+        await self._for_each(pending, self._load)
 
     async def _load(
         self, path: str, ref: ContextReference[Any], provider: StateProvider[Any]
@@ -150,12 +135,22 @@ class ManagedState:
         await self._save_all(changed)
 
     async def _save_all(self, found: list[Found]) -> None:
+        await self._for_each(found, self._save)
+
+    async def _for_each(
+        self,
+        found: list[Found],
+        action: Callable[[str, ContextReference[Any], StateProvider[Any]], Awaitable[None]],
+    ) -> None:
+        """Run ``action`` on every reference concurrently; raise the first failure."""
         if not found:
             return
+        # Resolve every provider before making a coroutine: a missing one raises with none
+        # left unawaited.
         resolved = [(path, ref, self._provider_for(path, ref)) for path, ref in found]
         outcomes = await _gather(
             *(
-                self._save(path, ref, provider)
+                action(path, ref, provider)
                 for path, ref, provider in resolved
                 if provider is not None
             ),
