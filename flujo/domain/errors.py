@@ -29,8 +29,6 @@ part that uses them, with the original exception chained as ``__cause__``.
 
 from __future__ import annotations
 
-from typing import Any
-
 __all__ = [
     "ConfigurationError",
     "ControlFlowError",
@@ -75,12 +73,7 @@ class ValidationFailedError(ExecutionError):
 
 
 class ControlFlowError(ExecutionError):
-    """A step nested in a branch, loop, parallel or map step failed, or the construct did.
-
-    ``nested`` holds the results of the nested steps that ran (set by the executor).
-    """
-
-    nested: list[Any] | None = None
+    """A step nested in a branch, loop, parallel or map step failed, or the construct did."""
 
 
 class ParallelConflictError(ControlFlowError):

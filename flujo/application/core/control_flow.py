@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -51,6 +51,26 @@ PROGRESS: ContextVar[Progress | None] = ContextVar("flujo_progress", default=Non
 """Set by the run loop around each top-level step; nested steps see ``None``."""
 
 
+async def _yield() -> None:
+    import asyncio  # not at module level: keeps `import flujo` light (see runner._run_sync)
+
+    await asyncio.sleep(0)
+
+
+async def _all_or_nothing(work: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run ``work`` concurrently; if one raises, cancel the rest before raising it."""
+    import asyncio
+
+    tasks = [asyncio.ensure_future(item) for item in work]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
 async def _call(fn: Callable[..., Any], *args: Any) -> Any:
     outcome = fn(*args)
     if inspect.isawaitable(outcome):
@@ -68,6 +88,9 @@ async def _run_body(
     history: list[StepResult],
 ) -> Any:
     for step in body.steps:
+        # Yield to the loop between nested steps, so a timeout on the construct can fire
+        # even when every nested step is synchronous.
+        await _yield()
         if isinstance(step, HumanStep):
             raise ConfigurationError(
                 f"{owner!r}: human step {step.name!r} cannot run inside a control-flow step"
@@ -94,11 +117,15 @@ async def run_composite(
     data: Any,
     context: BaseModel | None,
     resources: Any,
+    history: list[StepResult],
 ) -> Composite:
-    """Run a control-flow step; ``ControlFlowError`` (``nested`` set) if it fails."""
+    """Run a control-flow step, appending nested results to ``history`` as they finish.
+
+    The caller owns ``history``, so what ran (and spent) is known however this ends.
+    """
     progress = PROGRESS.get()
     token = PROGRESS.set(None)  # nested loops and maps do not record progress of their own
-    done = Composite()
+    done = Composite(history=history)
     try:
         if isinstance(step, BranchStep):
             done.output = await _branch(executor, step, data, context, resources, done.history)
@@ -114,9 +141,6 @@ async def run_composite(
             )
         else:
             raise ConfigurationError(f"unknown control-flow step {type(step).__name__}")
-    except ControlFlowError as exc:
-        exc.nested = done.history
-        raise
     finally:
         PROGRESS.reset(token)
     return done
@@ -156,6 +180,9 @@ async def _loop(
     if progress is not None and progress.resumed is not None:
         first = int(progress.resumed["iteration"])
         data = progress.resumed["output"]
+        # The run may have stopped between an iteration and its exit check.
+        if first > 0 and await _call(step.exit_condition, data, context):
+            return data
     for iteration in range(first, step.max_loops):
         data = await _run_body(executor, step.name, step.body, data, context, resources, history)
         if progress is not None:
@@ -227,7 +254,7 @@ async def _map(
                     snapshot = {str(i): o for i, o in sorted(outputs.items())}
                     await progress.record({"kind": "map", "done": snapshot})
 
-    await asyncio.gather(*(one(i, item) for i, item in enumerate(items) if i not in outputs))
+    await _all_or_nothing(one(i, item) for i, item in enumerate(items) if i not in outputs)
     history.extend(results[i] for i in sorted(results))
     if failed:
         raise ControlFlowError(f"map_over {step.name!r}: {failed[0]}")
@@ -258,7 +285,6 @@ async def _parallel(
     resources: Any,
     history: list[StepResult],
 ) -> Any:
-    import asyncio  # not at module level: keeps `import flujo` light (see runner._run_sync)
 
     copies = {name: _branch_context(step, name, context) for name in step.branches}
     results: dict[str, StepResult] = {}
@@ -273,7 +299,7 @@ async def _parallel(
             return
         results[name] = _summary(name, out, True, nested, None)
 
-    await asyncio.gather(*(one(name, body) for name, body in step.branches.items()))
+    await _all_or_nothing(one(name, body) for name, body in step.branches.items())
     history.extend(results[name] for name in step.branches)
     failures = [r for r in results.values() if not r.success]
     if failures and step.on_branch_failure == "fail":
@@ -316,20 +342,20 @@ def _merge_contexts(
     """Apply each branch's changed fields; two branches changing one field differently fail."""
     dumps = executor.serializer.dumps
     fields = list(type(context).model_fields)
-    before = {name: _fingerprint(dumps, getattr(context, name)) for name in fields}
-    changes: dict[str, tuple[str, Any, Any]] = {}
+    before = {name: _Print(dumps, getattr(context, name)) for name in fields}
+    changes: dict[str, tuple[str, Any, _Print]] = {}
     for branch, branch_context in copies.items():
         for name in fields:
             value = getattr(branch_context, name)
-            print_ = _fingerprint(dumps, value)
-            if print_ == before[name]:
+            current = _Print(dumps, value)
+            if current.same_as(before[name]):
                 continue
-            if name in changes and changes[name][2] != print_:
+            if name in changes and not changes[name][2].same_as(current):
                 raise ParallelConflictError(
                     f"parallel {step.name!r}: branches {changes[name][0]!r} and {branch!r} "
                     f"both changed context field {name!r}, to different values"
                 )
-            changes[name] = (branch, value, print_)
+            changes[name] = (branch, value, current)
     originals = {id(ref): ref for _, ref in find_references(context)}
     for name, (_, value, _) in changes.items():
         setattr(context, name, value)
@@ -343,8 +369,22 @@ def _merge_contexts(
                         original._hydrate(private["_value"], private["_digest"])
 
 
-def _fingerprint(dumps: Callable[[Any], bytes], value: Any) -> Any:
-    try:
-        return dumps(value)  # references serialize as pointers: their data is not compared
-    except (TypeError, ValueError):
-        return ("object", id(value), repr(value))
+class _Print:
+    """A field value compared by its JSON form (references as pointers), else by ``==``."""
+
+    __slots__ = ("blob", "value")
+
+    def __init__(self, dumps: Callable[[Any], bytes], value: Any) -> None:
+        self.value = value
+        try:
+            self.blob: bytes | None = dumps(value)
+        except (TypeError, ValueError):
+            self.blob = None  # not JSON: a deep copy is compared by equality instead
+
+    def same_as(self, other: _Print) -> bool:
+        if self.blob is not None and other.blob is not None:
+            return self.blob == other.blob
+        try:
+            return bool(self.value == other.value)
+        except Exception:
+            return self.value is other.value

@@ -17,7 +17,6 @@ from flujo.application.core.step_policies import apply_processors, cache_key, ru
 from flujo.domain.dsl.step import Step
 from flujo.domain.errors import (
     ConfigurationError,
-    ControlFlowError,
     StateError,
     StepTimeoutError,
     UncacheableInputError,
@@ -365,7 +364,8 @@ class ExecutorCore:
         from flujo.domain.dsl.control_flow import CompositeStep
 
         assert isinstance(step, CompositeStep)
-        run = run_composite(self, step, data, context, resources)
+        history: list[StepResult] = []
+        run = run_composite(self, step, data, context, resources, history)
         try:
             if step.config.timeout_s is None:
                 composite = await run
@@ -379,10 +379,9 @@ class ExecutorCore:
                     raise StepTimeoutError(
                         f"step {step.name!r} took longer than timeout_s={step.config.timeout_s}"
                     ) from exc
-        except ControlFlowError as failure:
-            self._take_nested(done, failure.nested or [])
-            raise
-        self._take_nested(done, composite.history)
+        finally:
+            # However the construct ended, what its nested steps ran and spent is kept.
+            self._take_nested(done, history)
         out = composite.output
         if step.config.output_processors:
             out = await apply_processors(step.config.output_processors, out, context)

@@ -105,6 +105,7 @@ def result_payload(result: StepResult) -> dict[str, Any]:
         "token_counts": result.token_counts,
         "cache_hit": result.cache_hit,
         "fallback": result.fallback,
+        "step_history": [result_payload(nested) for nested in result.step_history],
     }
 
 
