@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bytes per checkpoint in one {long_steps}-step run")
     print(f"  step 10: {at_10} B   step 1000: {at_1000} B   max: {max(sizes)} B")
     print(f"  SQLite file growth per step (a second run): {file_growth:.0f} B")
-    constant = abs(at_1000 - at_10) <= 8  # step numbers gain digits; nothing else may grow
+    # Step numbers gain digits and float fields vary in length; nothing else may grow.
+    constant = abs(at_1000 - at_10) <= 32
     verdict = "PASS" if constant and max(sizes) <= TARGET_BYTES_PER_STEP else "MISS"
     print(f"  {verdict}: target constant and <= {TARGET_BYTES_PER_STEP} B per step")
     return 0

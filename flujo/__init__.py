@@ -1,7 +1,8 @@
 """flujo: multi-step workflows over a typed, shared context, with durable runs and managed state."""
 
 from flujo.application.runner import Flujo
-from flujo.domain.dsl import Pipeline, Step, step
+from flujo.domain.dsl.pipeline import Pipeline
+from flujo.domain.dsl.step import Step, step
 from flujo.domain.errors import ConfigurationError, FlujoError
 from flujo.domain.interfaces import StateProvider
 from flujo.domain.models import ContextReference, PipelineContext, PipelineResult, StepResult

@@ -53,6 +53,8 @@ class PydanticAIAgent:
             raise ConfigurationError(f"expected a pydantic-ai Agent, got {type(agent).__name__}")
         if price is not None and not callable(price):
             raise ConfigurationError(f"price must be callable, got {price!r}")
+        if deps is not None and not callable(deps):
+            raise ConfigurationError(f"deps must be callable (context, resources), got {deps!r}")
         self.agent = agent
         self._price = price
         self._deps = deps

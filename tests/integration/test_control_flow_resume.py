@@ -412,3 +412,25 @@ def test_sigkill_mid_map_then_resume_in_a_new_process(tmp_path: Path) -> None:
     # Only items in flight at the kill (at most `concurrency` of them) ran twice.
     assert len(repeated) <= CONCURRENCY
     assert all(effects[i] == 2 for i in repeated)
+
+
+async def test_a_retried_map_does_not_redo_the_items_it_finished(tmp_path: Path) -> None:
+    calls: list[int] = []
+    failed_once: set[int] = set()
+
+    def work(item: int) -> int:
+        calls.append(item)
+        if item == 3 and item not in failed_once:
+            failed_once.add(item)
+            raise RuntimeError("flaky item")
+        return item * 10
+
+    body = Step.from_callable(work, name="work")
+    mapped = Step.map_over(body, name="each", max_retries=1)
+    runner = Flujo(mapped, state_backend=SQLiteBackend(tmp_path / "retry.db"))
+    result = await runner.run_async([1, 2, 3, 4])
+    await runner.aclose()
+    assert result.success and result.output == [10, 20, 30, 40]
+    assert result.step_history[0].attempts == 2
+    # The second attempt ran only the item that failed and the one never reached.
+    assert calls == [1, 2, 3, 3, 4]

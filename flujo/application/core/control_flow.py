@@ -51,6 +51,13 @@ PROGRESS: ContextVar[Progress | None] = ContextVar("flujo_progress", default=Non
 """Set by the run loop around each top-level step; nested steps see ``None``."""
 
 
+def _stored(progress: Progress | None) -> dict[str, Any] | None:
+    """Return what this loop or map finished: earlier in this run (a retry), or before a resume."""
+    if progress is None:
+        return None
+    return progress.last if progress.last is not None else progress.resumed
+
+
 async def _yield() -> None:
     import asyncio  # not at module level: keeps `import flujo` light (see runner._run_sync)
 
@@ -177,9 +184,10 @@ async def _loop(
     progress: Progress | None,
 ) -> Any:
     first = 0
-    if progress is not None and progress.resumed is not None:
-        first = int(progress.resumed["iteration"])
-        data = progress.resumed["output"]
+    stored = _stored(progress)
+    if stored is not None:
+        first = int(stored["iteration"])
+        data = stored["output"]
         # The run may have stopped between an iteration and its exit check.
         if first > 0 and await _call(step.exit_condition, data, context):
             return data
@@ -228,8 +236,9 @@ async def _map(
 
     items = await _items(step, data, context)
     outputs: dict[int, Any] = {}
-    if progress is not None and progress.resumed is not None:
-        outputs = {int(i): out for i, out in progress.resumed["done"].items()}
+    stored = _stored(progress)
+    if stored is not None:
+        outputs = {int(i): out for i, out in stored["done"].items()}
     results: dict[int, StepResult] = {}
     gate = asyncio.Semaphore(step.concurrency)
     failed: list[str] = []

@@ -137,7 +137,7 @@ class _Run(Generic[ContextT]):
                 self.warned.add(what)
                 self.parts.telemetry.warning(
                     f"run {self.run_id}: {what} is not JSON-serializable ({exc}); its "
-                    "checkpoint stores a description, so the run cannot resume from there"
+                    "checkpoint stores a description, which a resumed run cannot use as the value"
                 )
             return self.parts.serializer.dumps({UNSERIALIZABLE: repr(value)})
 

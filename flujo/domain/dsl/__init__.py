@@ -1,6 +1,10 @@
-"""What a pipeline is: steps and their composition (how it runs lives in application)."""
+"""What a pipeline is: steps and their composition (how it runs lives in application).
+
+The ``@step`` decorator lives in ``flujo.domain.dsl.step`` (and ``flujo``); it is not
+re-exported here, where it would hide that module.
+"""
 
 from flujo.domain.dsl.pipeline import Pipeline
-from flujo.domain.dsl.step import Step, step
+from flujo.domain.dsl.step import Step
 
-__all__ = ["Pipeline", "Step", "step"]
+__all__ = ["Pipeline", "Step"]
