@@ -27,8 +27,11 @@ __all__ = ["SQLiteWorker", "transaction"]
 R = TypeVar("R")
 
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-_CHECKPOINT_EVERY = 256
-"""Calls between two passive WAL checkpoints (automatic ones are off: they may fsync inline)."""
+_CHECKPOINT_EVERY = 1000
+"""Calls between two WAL checkpoints (about what SQLite's own autocheckpoint would do).
+
+Automatic checkpoints are off because they may fsync on the event loop; this one runs on
+the worker, holding the connection so that it completes and the WAL starts over."""
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -135,7 +138,7 @@ class SQLiteWorker:
             if self._conn is not None:
                 # A passive checkpoint that cannot run now runs next time.
                 with contextlib.suppress(sqlite3.Error):
-                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     async def close(self) -> None:
         """Checkpoint the WAL, close the connection and stop the thread."""
@@ -146,7 +149,7 @@ class SQLiteWorker:
                 conn, self._conn = self._conn, None
                 if conn is not None:
                     with contextlib.suppress(sqlite3.Error):
-                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     conn.close()
 
         if executor is None:
