@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
-import pytest
+from tests.integration.servers import require_server
 
 HOW_TO_START = (
     'start one with `eval "$(bash scripts/services.sh)"` (installs and starts PostgreSQL on '
@@ -14,19 +13,8 @@ HOW_TO_START = (
 
 
 async def postgres_dsn() -> str:
-    """Return the test server's DSN; skip (fail under CI) when there is none reachable."""
-    dsn = os.environ.get("FLUJO_TEST_PG_DSN") or os.environ.get("PG_DSN")
-    problem = None
-    if not dsn:
-        problem = "no PostgreSQL DSN in FLUJO_TEST_PG_DSN or PG_DSN"
-    else:
-        problem = await _probe(dsn)
-    if problem is None:
-        assert dsn is not None
-        return dsn
-    if os.environ.get("CI"):
-        pytest.fail(f"{problem}; CI must run the PostgreSQL tests: {HOW_TO_START}")
-    pytest.skip(f"{problem}; {HOW_TO_START}")
+    """Return the test server's address; skip (fail under CI) when there is none reachable."""
+    return await require_server("PostgreSQL", ("FLUJO_TEST_PG_DSN", "PG_DSN"), _probe, HOW_TO_START)
 
 
 async def _probe(dsn: str) -> str | None:

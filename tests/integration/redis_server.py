@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
-import pytest
+from tests.integration.servers import require_server
 
 HOW_TO_START = (
     'start one with `eval "$(bash scripts/services.sh)"` (installs and starts redis-server on '
@@ -14,18 +13,10 @@ HOW_TO_START = (
 
 
 async def redis_url() -> str:
-    """Return the test server's URL; skip (fail under CI) when there is none reachable."""
-    url = os.environ.get("FLUJO_TEST_REDIS_URL") or os.environ.get("REDIS_URL")
-    if not url:
-        problem: str | None = "no Redis URL in FLUJO_TEST_REDIS_URL or REDIS_URL"
-    else:
-        problem = await _probe(url)
-    if problem is None:
-        assert url is not None
-        return url
-    if os.environ.get("CI"):
-        pytest.fail(f"{problem}; CI must run the Redis tests: {HOW_TO_START}")
-    pytest.skip(f"{problem}; {HOW_TO_START}")
+    """Return the test server's address; skip (fail under CI) when there is none reachable."""
+    return await require_server(
+        "Redis", ("FLUJO_TEST_REDIS_URL", "REDIS_URL"), _probe, HOW_TO_START
+    )
 
 
 async def _probe(url: str) -> str | None:
