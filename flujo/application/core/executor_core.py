@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from flujo.application.core.invocation import asyncio_sleep, describe, guarded
 from flujo.application.core.managed_state import ManagedState, MissingProviderPolicy
 from flujo.application.core.references import reference_fields
 from flujo.application.core.step_policies import apply_processors, cache_key, run_validators
@@ -90,7 +91,7 @@ class ExecutorCore:
             usage_meter if usage_meter is not None else defaults.usage_meter
         )
         self.enable_tracing = enable_tracing
-        self._sleep = sleep if sleep is not None else _asyncio_sleep
+        self._sleep = sleep if sleep is not None else asyncio_sleep
         self._random = random_source
         self._warned: set[str] = set()
         self._state = ManagedState(
@@ -214,7 +215,7 @@ class ExecutorCore:
                 False,
                 done.attempts,
                 time.perf_counter() - start,
-                f"{type(done.error).__name__}: {_describe(done.error)}",
+                f"{type(done.error).__name__}: {describe(done.error)}",
                 done.cost_usd,
                 done.tokens,
                 step_history=done.nested,
@@ -341,7 +342,7 @@ class ExecutorCore:
             if step.is_async or inspect.isawaitable(out):
                 out = await out
         else:
-            out = await _guarded(step, data, context, resources, config)
+            out = await guarded(step, data, context, resources, config)
         if type(out) is StepOutput:
             done.cost_usd += out.cost_usd
             done.tokens += out.tokens
@@ -438,7 +439,7 @@ class ExecutorCore:
     ) -> StepResult:
         assert step.fallback_step is not None and done.error is not None
         backup = await self.execute(step.fallback_step, data, context=context, resources=resources)
-        reason = f"{type(done.error).__name__}: {_describe(done.error)}"
+        reason = f"{type(done.error).__name__}: {describe(done.error)}"
         used = backup.fallback or step.fallback_step.name
         return _new_result(
             step.name,
@@ -470,52 +471,3 @@ class ExecutorCore:
         if key not in self._warned:
             self._warned.add(key)
             self.telemetry.warning(message)
-
-
-async def _asyncio_sleep(seconds: float) -> None:
-    import asyncio  # not at module level: see runner._run_sync
-
-    await asyncio.sleep(seconds)
-
-
-async def _guarded(
-    step: Step[Any, Any], data: Any, context: Any, resources: Any, config: StepConfig
-) -> Any:
-    """Run one attempt in a worker thread and/or under a timeout."""
-    import asyncio
-
-    if step.is_async:
-        pending: Any = step.invoke(data, context, resources)
-    else:
-        # A sync callable cannot be interrupted inline, so a timeout needs a thread.
-        pending = asyncio.to_thread(_call_in_thread, step, data, context, resources)
-    if config.timeout_s is None:
-        out = await pending
-    else:
-        try:
-            async with asyncio.timeout(config.timeout_s):
-                out = await pending
-                if inspect.isawaitable(out):
-                    out = await out
-        except TimeoutError as exc:
-            raise StepTimeoutError(
-                f"step {step.name!r} took longer than timeout_s={config.timeout_s}"
-            ) from exc
-    if inspect.isawaitable(out):
-        out = await out
-    return out
-
-
-def _call_in_thread(step: Step[Any, Any], data: Any, context: Any, resources: Any) -> Any:
-    try:
-        return step.invoke(data, context, resources)
-    except StopIteration as exc:
-        # A StopIteration cannot cross into a future (asyncio would never resolve it).
-        raise RuntimeError(f"step {step.name!r} raised StopIteration") from exc
-
-
-def _describe(exc: BaseException) -> str:
-    try:
-        return str(exc)
-    except Exception:
-        return f"<unprintable {type(exc).__name__}>"
