@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import assert_type
 
-from flujo import ContextReference, Flujo, Pipeline, PipelineContext, PipelineResult, Step, step
+from flujo import (
+    ContextReference,
+    Flujo,
+    Pipeline,
+    PipelineContext,
+    PipelineResult,
+    Step,
+    StepOutput,
+    step,
+)
 
 
 class Ctx(PipelineContext):
@@ -24,6 +33,14 @@ async def double(data: int) -> int:
     return data * 2
 
 
+async def priced(data: int) -> StepOutput[str]:
+    return StepOutput(str(data), cost_usd=0.01, tokens=3)
+
+
+def priced_sync(data: str) -> StepOutput[int]:
+    return StepOutput(len(data))
+
+
 def check() -> None:
     first = Step.from_callable(to_len)
     assert_type(first, Step[str, int])
@@ -41,3 +58,7 @@ def check() -> None:
     assert_type(context.ref.get(), list[int] | None)
     plain = Flujo(first)
     assert_type(plain, Flujo[str, int, PipelineContext])
+    # A step returning StepOutput[T] outputs T: the runner unwraps it.
+    assert_type(Step.from_callable(priced), Step[int, str])
+    assert_type(step(priced_sync), Step[str, int])
+    assert_type(first >> Step.from_callable(priced) >> step(priced_sync), Pipeline[str, int])

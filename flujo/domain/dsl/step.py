@@ -22,7 +22,7 @@ from typing import (
 from pydantic import BaseModel, ValidationError
 
 from flujo.domain.errors import ConfigurationError, HumanInputError
-from flujo.domain.policies import StepConfig, StepOptions
+from flujo.domain.policies import StepConfig, StepOptions, StepOutput
 from flujo.domain.validation import summarize
 
 if TYPE_CHECKING:
@@ -145,6 +145,28 @@ class Step(Generic[InT, OutT]):
         self.invoke = _make_invoker(run, with_context or var_kw, with_resources or var_kw)
         self.is_async = _is_async_callable(run)
         self.takes_context = with_context or var_kw
+
+    @overload
+    @classmethod
+    def from_callable(
+        cls,
+        fn: Callable[Concatenate[A, P], Awaitable[StepOutput[B]]],
+        *,
+        name: str | None = None,
+        config: StepConfig | None = None,
+        **options: Unpack[StepOptions],
+    ) -> Step[A, B]: ...
+
+    @overload
+    @classmethod
+    def from_callable(
+        cls,
+        fn: Callable[Concatenate[A, P], StepOutput[B]],
+        *,
+        name: str | None = None,
+        config: StepConfig | None = None,
+        **options: Unpack[StepOptions],
+    ) -> Step[A, B]: ...
 
     @overload
     @classmethod
@@ -378,6 +400,10 @@ def _all_slots(cls: type) -> list[str]:
     return [slot for klass in cls.__mro__ for slot in getattr(klass, "__slots__", ())]
 
 
+@overload
+def step(fn: Callable[Concatenate[A, P], Awaitable[StepOutput[B]]], /) -> Step[A, B]: ...
+@overload
+def step(fn: Callable[Concatenate[A, P], StepOutput[B]], /) -> Step[A, B]: ...
 @overload
 def step(fn: Callable[Concatenate[A, P], Awaitable[B]], /) -> Step[A, B]: ...
 @overload
