@@ -45,6 +45,7 @@ from typing import Any
 from _harness import Derived, Figures, derive, header, parse_args, row, time_interleaved, verdict
 
 from flujo import Flujo, Pipeline, Step
+from flujo.containers import FlujoContainer
 
 STEPS = 20
 
@@ -69,8 +70,11 @@ def make_input(payload: Any, n: int) -> dict[str, Any]:
     return {"n": n, "payload": payload}
 
 
-def runner(cached: bool) -> Flujo[Any, Any, Any]:
-    return Flujo(build(cached), persist_state=False, enable_tracing=False)
+def runner(cached: bool, *, shared: bool = False) -> Flujo[Any, Any, Any]:
+    container = FlujoContainer()
+    # shared: cache.copy_values=false, hits hand out the stored object instead of a copy
+    container.config.from_dict({"cache": {"copy_values": not shared}})
+    return Flujo(build(cached), persist_state=False, enable_tracing=False, container=container)
 
 
 def case(flujo: Flujo[Any, Any, Any], payload: Any, vary: bool) -> Callable[[], Awaitable[object]]:
@@ -136,13 +140,16 @@ def hash_cases(payload: Any, runs: int, repeats: int) -> tuple[Figures, Figures,
 
 async def measure(payload: Any, runs: int, repeats: int) -> dict[str, Figures]:
     bare, cached_miss, cached_hit = runner(False), runner(True), runner(True)
+    shared_hit = runner(True, shared=True)
     await check(bare, cached_miss, payload)
     await check(bare, cached_hit, payload)
+    await check(bare, shared_hit, payload)
     figures = await time_interleaved(
         {
             "bare": case(bare, payload, vary=True),
             "miss": case(cached_miss, payload, vary=True),
             "hit": case(cached_hit, payload, vary=False),
+            "shared hit": case(shared_hit, payload, vary=False),
         },
         runs=runs,
         repeats=repeats,
@@ -174,13 +181,14 @@ def main() -> int:
     for label, payload in INPUTS.items():
         steps = asyncio.run(measure(payload, runs, repeats))
         key, digest, size = hash_cases(payload, hash_runs, repeats)
-        bare, miss, hit = steps["bare"], steps["miss"], steps["hit"]
+        bare, miss, hit, shared = steps["bare"], steps["miss"], steps["hit"], steps["shared hit"]
         target = derive(lambda b, h: b + h, bare, key)
         strict = derive(lambda b, h: b + h, bare, digest)
         print(f"\ninput: {label} ({size:,} bytes of JSON)")
         print(row("bare step, per step (run / 20)", bare))
         print(row("cached step, miss (key + run + store)", miss))
-        print(row("cached step, hit", hit))
+        print(row("cached step, hit (a copy, the default)", hit))
+        print(row("cached step, hit (copy_values=false)", shared))
         print(row("hit minus bare", derive(lambda h, b: h - b, hit, bare)))
         print(row("miss minus bare", derive(lambda m, b: m - b, miss, bare)))
         print(row("one key: orjson + blake3 of the input", key))
@@ -188,6 +196,9 @@ def main() -> int:
         print(row("target: bare + one key", target))
         print(row("strict: bare + blake3 alone", strict))
         results.append(_verdicts(label, hit, target, strict))
+        verdict(
+            f"{label}: hit with copy_values=false vs bare + one key", shared.median, target.median
+        )
 
     if args.profile:
         asyncio.run(profile(LARGE, runs))

@@ -77,7 +77,9 @@ class FlujoContainer(containers.DeclarativeContainer):
     cache_backend = providers.Selector(
         _setting("cache.backend", settings),
         memory=providers.Singleton(
-            InMemoryLRUCache, max_entries=_setting("cache.max_entries", settings)
+            InMemoryLRUCache,
+            max_entries=_setting("cache.max_entries", settings),
+            copy_values=_setting("cache.copy_values", settings),
         ),
         redis=providers.Singleton(
             RedisCache,

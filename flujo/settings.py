@@ -32,6 +32,10 @@ class CacheSettings(_Strict):
 
     backend: Literal["memory", "redis"] = "memory"
     max_entries: int = Field(default=1024, gt=0)
+    copy_values: bool = Field(
+        default=True,
+        description="memory backend: hand out copies (false: share the stored objects).",
+    )
     url: str | None = Field(default=None, description="Redis URL for the redis backend.")
     prefix: str = "flujo:cache:"
 

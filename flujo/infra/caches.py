@@ -62,19 +62,41 @@ class _Entry:
         return copy.deepcopy(self.obj)
 
 
+class _Shared:
+    """A stored value handed out as it is (``copy_values=False``)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, value: Any) -> None:
+        self.obj = value
+
+    def value(self) -> Any:
+        """Return the stored object itself."""
+        return self.obj
+
+
 class InMemoryLRUCache:
     """Keeps at most ``max_entries`` values; the least recently used goes first.
 
-    Entries are deep copies, so neither the step that stored a value nor the one that
-    got it can change what the next hit returns.
+    With ``copy_values`` (the default) entries are copies, so neither the step that
+    stored a value nor the one that got it can change what the next hit returns.
+    Without it a hit returns the stored object itself, which is faster for large
+    outputs and safe when steps never change their inputs in place.
     """
 
-    def __init__(self, max_entries: int = 1024, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        max_entries: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        copy_values: bool = True,
+    ) -> None:
         if max_entries <= 0:
             raise ConfigurationError(f"cache max_entries must be > 0, got {max_entries}")
         self._max = max_entries
         self._clock = clock
-        self._data: OrderedDict[str, tuple[_Entry, float | None]] = OrderedDict()
+        self._entry: Callable[[Any], _Entry | _Shared] = _Entry if copy_values else _Shared
+        self._data: OrderedDict[str, tuple[_Entry | _Shared, float | None]] = OrderedDict()
 
     async def get(self, key: str) -> Any | None:
         """Return the live value under ``key``, or ``None``."""
@@ -86,12 +108,12 @@ class InMemoryLRUCache:
             del self._data[key]
             return None
         self._data.move_to_end(key)
-        return value.value()  # a fresh copy: callers may mutate it, the entry never changes
+        return value.value()  # with copy_values, a fresh copy the caller may change
 
     async def set(self, key: str, value: Any, ttl_s: float | None = None) -> None:
         """Store ``value``; evict the oldest entry when full."""
         expires = None if ttl_s is None else self._clock() + ttl_s
-        self._data[key] = (_Entry(value), expires)
+        self._data[key] = (self._entry(value), expires)
         self._data.move_to_end(key)
         while len(self._data) > self._max:
             self._data.popitem(last=False)

@@ -606,3 +606,37 @@ async def test_cached_value_is_stored_under_output_in_the_backend() -> None:
     ((key, value),) = cache.data.items()
     assert value == {"output": {"echo": 1}}
     assert isinstance(key, str) and len(key) == 64  # a hex blake3 digest
+
+
+async def test_copy_values_false_hands_out_the_stored_object() -> None:
+    container = FlujoContainer()
+    container.config.from_dict({"cache": {"copy_values": False}})
+    made: list[list[int]] = []
+
+    def make(x: int) -> list[int]:
+        made.append([x])
+        return made[-1]
+
+    runner = Flujo(
+        Step.from_callable(make, name="make", cache=True),
+        persist_state=False,
+        container=container,
+    )
+    first = await runner.run_async(1)
+    second = await runner.run_async(1)
+    assert second.step_history[0].cache_hit
+    assert second.output is first.output  # shared, not copied
+    assert len(made) == 1
+
+
+async def test_copy_values_default_hands_out_a_fresh_copy_each_hit() -> None:
+    runner = Flujo(
+        Step.from_callable(lambda x: {"items": [x]}, name="make", cache=True),
+        persist_state=False,
+    )
+    await runner.run_async(1)
+    one = await runner.run_async(1)
+    two = await runner.run_async(1)
+    assert one.output == two.output == {"items": [1]}
+    assert one.output is not two.output
+    assert one.output["items"] is not two.output["items"]
