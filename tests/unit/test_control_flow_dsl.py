@@ -241,3 +241,19 @@ def test_step_options_are_checked_on_control_flow_steps() -> None:
         Step.loop_until(_s("b"), _done, max_loops=2, max_retries=-1)
     with pytest.raises(ConfigurationError, match="unknown step option"):
         Step.map_over(_s("b"), retries=2)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda body: Step.branch_on(lambda d, c: "a", {"a": body}),
+        lambda body: Step.loop_until(body, lambda o, c: True, max_loops=2),
+        lambda body: Step.parallel({"a": body}),
+        lambda body: Step.map_over(body),
+    ],
+    ids=["branch", "loop", "parallel", "map"],
+)
+def test_a_human_step_inside_control_flow_is_refused_at_construction(build: Any) -> None:
+    body = Step.from_callable(lambda x: x, name="prep") >> Step.human_in_the_loop("ok?")
+    with pytest.raises(ConfigurationError, match="human step 'human_input'.*top-level"):
+        build(body)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal
 
 from flujo.domain.dsl.pipeline import Pipeline
-from flujo.domain.dsl.step import Step, StepInvoker
+from flujo.domain.dsl.step import HumanStep, Step, StepInvoker
 from flujo.domain.errors import ConfigurationError
 
 __all__ = [
@@ -29,9 +29,17 @@ Body = Step[Any, Any] | Pipeline[Any, Any]
 
 def as_pipeline(body: Any, what: str) -> Pipeline[Any, Any]:
     """Return ``body`` as a pipeline, or raise ``ConfigurationError`` naming ``what``."""
-    if isinstance(body, Step | Pipeline):
-        return Pipeline.of(body)
-    raise ConfigurationError(f"{what} must be a Step or a Pipeline, got {type(body).__name__}")
+    if not isinstance(body, Step | Pipeline):
+        raise ConfigurationError(f"{what} must be a Step or a Pipeline, got {type(body).__name__}")
+    pipeline = Pipeline.of(body)
+    for step in pipeline.steps:
+        if isinstance(step, HumanStep):
+            # A pause can only be resumed at the top level of a run.
+            raise ConfigurationError(
+                f"{what}: human step {step.name!r} cannot run inside a control-flow step; "
+                "put it in the top-level pipeline"
+            )
+    return pipeline
 
 
 def _check_callable(value: Any, what: str) -> None:
