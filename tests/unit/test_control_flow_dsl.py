@@ -255,5 +255,5 @@ def test_step_options_are_checked_on_control_flow_steps() -> None:
 )
 def test_a_human_step_inside_control_flow_is_refused_at_construction(build: Any) -> None:
     body = Step.from_callable(lambda x: x, name="prep") >> Step.human_in_the_loop("ok?")
-    with pytest.raises(ConfigurationError, match="human step 'human_input'.*top-level"):
+    with pytest.raises(ConfigurationError, match=r"human step 'human_input'.*top-level"):
         build(body)
