@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -45,10 +46,8 @@ CREATE TABLE IF NOT EXISTS flujo_steps (
 );
 """
 
-_RUN_COLUMNS = (
-    "run_id, pipeline_name, pipeline_version, status, step_index, input, context,"
-    " created_at, updated_at, error, pause_message, schema_version"
-)
+# Columns in RunRecord's field order, so a row is dataclasses.astuple(run).
+_RUN_COLUMNS = ", ".join(field.name for field in dataclasses.fields(RunRecord))
 _UPSERT_RUN = (
     f"INSERT INTO flujo_runs ({_RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
     " $11, $12) ON CONFLICT (run_id) DO UPDATE SET pipeline_name = EXCLUDED.pipeline_name,"
@@ -158,20 +157,7 @@ class PostgresBackend:
 
     async def save_run(self, run: RunRecord) -> None:
         """Insert or replace a run header."""
-        args = (
-            run.run_id,
-            run.pipeline_name,
-            run.pipeline_version,
-            run.status,
-            run.step_index,
-            run.input,
-            run.context,
-            run.created_at,
-            run.updated_at,
-            run.error,
-            run.pause_message,
-            run.schema_version,
-        )
+        args = dataclasses.astuple(run)
         await self._run(f"saving run {run.run_id!r}", lambda p: p.execute(_UPSERT_RUN, *args))
 
     async def checkpoint(self, step: StepRecord) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,10 +46,8 @@ CREATE TABLE IF NOT EXISTS flujo_steps (
 ) WITHOUT ROWID;
 """
 
-_RUN_COLUMNS = (
-    "run_id, pipeline_name, pipeline_version, status, step_index, input, context,"
-    " created_at, updated_at, error, pause_message, schema_version"
-)
+# Columns in RunRecord's field order, so a row is dataclasses.astuple(run).
+_RUN_COLUMNS = ", ".join(field.name for field in dataclasses.fields(RunRecord))
 # A running run's progress lives in its step records (the header is not rewritten per step).
 _CURRENT_RUN = (
     "SELECT r.run_id, r.pipeline_name, r.pipeline_version, r.status,"
@@ -61,7 +60,10 @@ _CURRENT_RUN = (
     " ELSE r.updated_at END AS current_update,"
     " r.error, r.pause_message, r.schema_version FROM flujo_runs r"
 )
-_UPSERT_RUN = f"INSERT OR REPLACE INTO flujo_runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 12)})"
+_UPSERT_RUN = (
+    f"INSERT OR REPLACE INTO flujo_runs ({_RUN_COLUMNS})"
+    f" VALUES ({', '.join('?' * len(dataclasses.fields(RunRecord)))})"
+)
 _INSERT_STEP = (
     "INSERT OR REPLACE INTO flujo_steps"
     " (run_id, idx, name, success, result, context, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -70,24 +72,6 @@ _SELECT_STEPS = (
     "SELECT run_id, idx, name, success, result, context, recorded_at FROM flujo_steps"
     " WHERE run_id = ? ORDER BY idx"
 )
-
-
-def _run_row(run: RunRecord) -> tuple[object, ...]:
-    """Return the column values of a run header, in ``_RUN_COLUMNS`` order."""
-    return (
-        run.run_id,
-        run.pipeline_name,
-        run.pipeline_version,
-        run.status,
-        run.step_index,
-        run.input,
-        run.context,
-        run.created_at,
-        run.updated_at,
-        run.error,
-        run.pause_message,
-        run.schema_version,
-    )
 
 
 def _record(row: Sequence[Any]) -> RunRecord:
@@ -123,7 +107,7 @@ class SQLiteBackend:
 
     async def save_run(self, run: RunRecord) -> None:
         """Insert or replace a run header."""
-        row = _run_row(run)
+        row = dataclasses.astuple(run)
         await self._run(f"saving run {run.run_id!r}", lambda c: c.execute(_UPSERT_RUN, row))
 
     async def checkpoint(self, step: StepRecord) -> None:
