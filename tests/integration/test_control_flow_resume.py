@@ -8,7 +8,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -19,10 +18,10 @@ import pytest
 
 from flujo import Flujo, Pipeline, PipelineContext, Step
 from flujo.infra.state.sqlite import SQLiteBackend
+from tests.integration.children import ROOT, spawn
 from tests.integration.control_flow_child import CONCURRENCY, ITEMS
 
 CHILD = Path(__file__).with_name("control_flow_child.py")
-ROOT = Path(__file__).resolve().parents[2]
 GUARD = 10.0
 
 
@@ -354,14 +353,7 @@ async def test_a_resumed_run_keeps_the_nested_history_of_earlier_control_flow_st
 
 
 def _child(command: str, run_id: str, folder: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(CHILD), command, run_id, str(folder)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return spawn(CHILD, command, run_id, str(folder), env=env)
 
 
 def _recorded_items(state_db: Path, run_id: str) -> set[int]:

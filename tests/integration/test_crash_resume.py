@@ -7,27 +7,19 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.integration.children import ROOT, spawn
 from tests.integration.crash_child import STEPS
 
 CHILD = Path(__file__).with_name("crash_child.py")
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _child(command: str, run_id: str, folder: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(CHILD), command, run_id, str(folder)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return spawn(CHILD, command, run_id, str(folder), env=env)
 
 
 def _steps_completed(state_db: Path, run_id: str) -> int:
