@@ -139,6 +139,16 @@ class GraphContext(PipelineContext):
     graph: ContextReference[list[str]] = ContextReference(provider_id="kg", key="graph")
 
 
+def graph_runner(pipeline: Any, kg: Any) -> Flujo[Any, Any, GraphContext]:
+    """A runner of ``pipeline`` over ``GraphContext`` with ``kg`` as the "kg" provider."""
+    return Flujo(
+        pipeline,
+        context_model=GraphContext,
+        state_providers={"kg": kg},
+        container=memory_container(),
+    )
+
+
 def reader(name: str, events: list[Event] | None = None) -> Step[Any, Any]:
     """A step that reads the graph and changes nothing."""
 
@@ -226,12 +236,7 @@ async def test_twenty_step_run_loads_each_reference_once() -> None:
 async def test_read_only_steps_never_save() -> None:
     kg = RecordingProvider({"graph": ["a", "b"]}, name="kg")
     pipeline = Pipeline([reader(f"read-{i}") for i in range(5)])
-    runner = Flujo(
-        pipeline,
-        context_model=GraphContext,
-        state_providers={"kg": kg},
-        container=memory_container(),
-    )
+    runner = graph_runner(pipeline, kg)
 
     result = await runner.run_async(None)
 
@@ -249,12 +254,7 @@ async def test_a_set_is_saved_once_right_after_its_step() -> None:
         >> reader("after-1", events)
         >> reader("after-2", events)
     )
-    runner = Flujo(
-        pipeline,
-        context_model=GraphContext,
-        state_providers={"kg": kg},
-        container=memory_container(),
-    )
+    runner = graph_runner(pipeline, kg)
 
     result = await runner.run_async(None)
 
@@ -276,12 +276,7 @@ async def test_in_place_mutation_without_set_is_saved_once_at_run_end() -> None:
     pipeline = (
         in_place_mutator("mutate", "b", events) >> reader("after-1", events) >> reader("after-2")
     )
-    runner = Flujo(
-        pipeline,
-        context_model=GraphContext,
-        state_providers={"kg": kg},
-        container=memory_container(),
-    )
+    runner = graph_runner(pipeline, kg)
 
     result = await runner.run_async(None)
 
@@ -302,12 +297,7 @@ async def test_in_place_mutation_is_saved_even_when_the_run_fails() -> None:
         raise RuntimeError("step failed")
 
     pipeline = in_place_mutator("mutate", "b") >> Step.from_callable(boom, name="boom")
-    runner = Flujo(
-        pipeline,
-        context_model=GraphContext,
-        state_providers={"kg": kg},
-        container=memory_container(),
-    )
+    runner = graph_runner(pipeline, kg)
 
     result = await runner.run_async(None)
 
@@ -328,12 +318,7 @@ async def test_pause_saves_changes_and_resume_hydrates_again() -> None:
         >> Step.human_in_the_loop("approve?", name="approve")
         >> Step.from_callable(look, name="look")
     )
-    runner = Flujo(
-        pipeline,
-        context_model=GraphContext,
-        state_providers={"kg": kg},
-        container=memory_container(),
-    )
+    runner = graph_runner(pipeline, kg)
 
     paused = await runner.run_async(None)
 
