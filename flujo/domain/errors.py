@@ -13,13 +13,16 @@ the phase in which it happens::
     │   ├── HumanInputError           human input failed the step's input_model
     │   ├── ValidationFailedError     a validator rejected a step's output
     │   ├── ControlFlowError          a nested step of a branch/loop/parallel/map failed
-    │   │   └── ParallelConflictError two parallel branches changed the same field
+    │   │   └── MergeConflictError    two child scopes wrote the same path or reference
+    │   │       └── ParallelConflictError  ... two parallel branches, in particular
     │   └── PipelineAbortSignal       raised by a hook to stop the run on purpose
     └── StateError                    managed state and durable run state
         ├── ReferenceNotHydratedError   a ContextReference read before it was loaded
         ├── ReferenceNotWritableError   set() on a reference a parallel branch may only read
         ├── StateLoadError              a StateProvider failed to load a reference
         ├── StateSaveError              a StateProvider failed to save a reference
+        ├── StateConflictError          another writer got there first, or a pending step's
+        │                               saves cannot be told apart on resume
         └── StateBackendError           a run-state backend failed or holds bad data
             └── RunNotFoundError        no run with that id
 
@@ -35,6 +38,7 @@ __all__ = [
     "ExecutionError",
     "FlujoError",
     "HumanInputError",
+    "MergeConflictError",
     "ParallelConflictError",
     "PipelineAbortSignal",
     "ReferenceNotHydratedError",
@@ -42,6 +46,7 @@ __all__ = [
     "ResumeError",
     "RunNotFoundError",
     "StateBackendError",
+    "StateConflictError",
     "StateError",
     "StateLoadError",
     "StateSaveError",
@@ -76,8 +81,15 @@ class ControlFlowError(ExecutionError):
     """A step nested in a branch, loop, parallel or map step failed, or the construct did."""
 
 
-class ParallelConflictError(ControlFlowError):
-    """Two parallel branches changed the same context field to different values."""
+class MergeConflictError(ControlFlowError):
+    """Two child scopes (branches, items, iterations) wrote one path or reference differently.
+
+    The message names both writers and the path; disjoint writes merge without it.
+    """
+
+
+class ParallelConflictError(MergeConflictError):
+    """Two parallel branches changed the same context path to different values."""
 
 
 class PipelineAbortSignal(ExecutionError):
@@ -118,6 +130,14 @@ class StateLoadError(StateError):
 
 class StateSaveError(StateError):
     """A ``StateProvider`` failed to save the value of a reference."""
+
+
+class StateConflictError(StateError):
+    """A compare-and-swap save lost a race, or a pending step's saves cannot be told apart.
+
+    On resume it names the step, its references and which of them were written;
+    ``resume_async(..., on_pending="rerun" | "accept")`` decides explicitly.
+    """
 
 
 class StateBackendError(StateError):

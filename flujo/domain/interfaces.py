@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from flujo.domain.models import RunStatus, StepResult
 
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from flujo.domain.models import PipelineContext
 
 __all__ = [
+    "AtomicCheckpoints",
     "AttributeValue",
     "CacheBackend",
     "ExecutionBackend",
@@ -25,6 +26,9 @@ __all__ = [
     "StepRecord",
     "Telemetry",
     "UsageMeter",
+    "Versioned",
+    "VersionedStateProvider",
+    "Write",
 ]
 
 T = TypeVar("T")
@@ -50,6 +54,58 @@ class StateProvider(Protocol[T]):
 
     async def save(self, key: str, data: T) -> None:
         """Store ``data`` under ``key``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Versioned(Generic[T]):
+    """A provider's value with the version it has and the writer that stored it."""
+
+    value: T | None
+    version: int
+    """0 when nothing is stored under the key; each successful save adds 1."""
+    writer: str | None = None
+    """The ``writer`` tag of the save that stored it (flujo passes ``"run_id/step"``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Write(Generic[T]):
+    """One compare-and-swap save: store ``data`` under ``key`` if it is at ``expected_version``."""
+
+    key: str
+    data: T
+    expected_version: int | None
+    """The version the writer read; ``None`` saves whatever is stored now."""
+    writer: str
+    """A tag stored with the value, so a later reader can tell who wrote it."""
+
+
+@runtime_checkable
+class VersionedStateProvider(Protocol[T]):
+    """A ``StateProvider`` that can also tell versions and compare-and-swap.
+
+    ``load_versioned`` returns the value with its version and writer tag.
+    ``save_versioned`` applies every write of one call atomically: all of them
+    land, or none does and it raises ``StateConflictError`` naming the key whose
+    stored version was not the expected one. flujo uses it to save each
+    reference exactly once and to tell, on resume, whether an interrupted
+    step's saves landed. A class implements it beside ``load``/``save``.
+    """
+
+    async def load(self, key: str) -> T | None:
+        """Return the value stored under ``key``, or ``None`` if there is none."""
+        ...
+
+    async def save(self, key: str, data: T) -> None:
+        """Store ``data`` under ``key`` unconditionally."""
+        ...
+
+    async def load_versioned(self, key: str) -> Versioned[T]:
+        """Return the value, version and writer under ``key`` (version 0 if none)."""
+        ...
+
+    async def save_versioned(self, writes: Sequence[Write[T]]) -> list[int]:
+        """Apply ``writes`` all-or-nothing; return the new versions in order."""
         ...
 
 
@@ -185,6 +241,11 @@ class StepRecord:
     context: bytes
     """The context right after the step, as JSON; references appear as pointers only."""
     recorded_at: float
+    pending: bool = False
+    """Written before the step's provider saves and replaced once they all landed.
+
+    A pending record does not count as completed; on resume the engine checks
+    whether its saves landed (see ``VersionedStateProvider``)."""
 
 
 class StateBackend(Protocol):
@@ -228,4 +289,25 @@ class StateBackend(Protocol):
 
     async def close(self) -> None:
         """Release connections; the backend opens them again on the next call."""
+        ...
+
+
+@runtime_checkable
+class AtomicCheckpoints(Protocol):
+    """A ``StateBackend`` that commits some providers' saves in its checkpoint transaction.
+
+    When every provider a step saves to is ``holds(provider)``, the engine
+    calls ``checkpoint_with`` instead of pending checkpoint + saves + commit:
+    the record and the compare-and-swap writes commit together or not at all
+    (``StateConflictError`` when a write's version does not match).
+    """
+
+    def holds(self, provider: object) -> bool:
+        """Whether ``provider`` lives in this backend's database and can share a transaction."""
+        ...
+
+    async def checkpoint_with(
+        self, step: StepRecord, writes: Sequence[tuple[object, Write[Any]]]
+    ) -> list[int]:
+        """Write ``step`` and every ``(provider, write)`` in one transaction; new versions."""
         ...
