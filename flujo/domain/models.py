@@ -5,9 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
+from pydantic.json_schema import SkipJsonSchema
 
-from flujo.domain.errors import ReferenceNotHydratedError, ReferenceNotWritableError
+from flujo.domain.errors import ReferenceNotHydratedError
+from flujo.domain.state_access import ACCESS
 
 __all__ = [
     "ContextReference",
@@ -47,29 +56,41 @@ _UNSET: Any = _Unset()
 class ContextReference(BaseModel, Generic[T]):
     """A pointer to a value held by a ``StateProvider``; it serializes as the pointer only.
 
-    flujo loads (hydrates) the value before the first step of a run and saves it
-    after a step that changed it. ``get()`` reads the value, ``set(v)`` replaces it.
-    Copies made with ``copy.deepcopy`` carry the pointer, never the value, so no
-    hydrated data travels from one context into another.
+    flujo loads (hydrates) the value before the first step of a run; ``get()``
+    reads it and ``set(v)`` replaces it. Inside a step attempt both go through
+    the attempt's scope: a ``set()`` is saved when the attempt commits and
+    dropped when it fails. ``watch=False`` turns off the content hash that
+    catches changes made in place without ``set()`` (for large, hot values).
+    Copies made with ``copy.deepcopy`` carry the pointer, never the value.
     """
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
     provider_id: str = Field(min_length=1, description="Id of the provider in the registry.")
     key: str = Field(min_length=1, description="Key of the value inside that provider.")
+    watch: SkipJsonSchema[bool] = Field(
+        default=True,
+        description="Detect changes made in place without set() (one content hash per run).",
+    )
 
     _value: Any = PrivateAttr(default=_UNSET)
     _dirty: bool = PrivateAttr(default=False)
-    _digest: str | None = PrivateAttr(default=None)
-    _read_only: str | None = PrivateAttr(default=None)
+    _entry: Any = PrivateAttr(default=None)
 
     # Private state is read and written through __pydantic_private__ directly: pydantic's
-    # attribute path costs microseconds per access, and the executor checks every step.
+    # attribute path costs microseconds per access, and every get() goes through here.
     # (It is never None: the class declares private attributes.)
 
     def get(self) -> T | None:
-        """Return the hydrated value (``None`` when the provider holds none yet)."""
-        value = self.__pydantic_private__["_value"]  # type: ignore[index]
+        """Return the value (``None`` when the provider holds none yet)."""
+        access = ACCESS.get()
+        if access is not None:
+            return access.read(self)  # type: ignore[no-any-return]
+        private: Any = self.__pydantic_private__
+        value = private["_value"]
+        entry = private["_entry"]
+        if entry is not None and not entry.read:
+            entry.session.first_read(entry)  # read by hand: its in-place changes count too
         if value is _UNSET:
             raise ReferenceNotHydratedError(
                 f"ContextReference(provider_id={self.provider_id!r}, key={self.key!r}) "
@@ -79,53 +100,39 @@ class ContextReference(BaseModel, Generic[T]):
         return value  # type: ignore[no-any-return]
 
     def set(self, value: T | None) -> None:
-        """Replace the value and mark it changed, so it is saved after the current step."""
+        """Replace the value; it is saved when the current step attempt commits."""
+        access = ACCESS.get()
+        if access is not None:
+            access.write(self, value)
+            return
         private: Any = self.__pydantic_private__
-        if private["_read_only"] is not None:
-            raise ReferenceNotWritableError(private["_read_only"])
         private["_value"] = value
         private["_dirty"] = True
 
     @property
     def is_hydrated(self) -> bool:
-        """Whether the value was loaded (or set) in this context."""
+        """Whether this object holds a value (loaded, committed or set outside a run)."""
         return self.__pydantic_private__["_value"] is not _UNSET  # type: ignore[index]
 
     @property
     def is_dirty(self) -> bool:
-        """Whether the value was ``set()`` since it was last loaded or saved."""
+        """Whether it was ``set()`` outside a run since flujo last gave it a value."""
         return self.__pydantic_private__["_dirty"]  # type: ignore[index,no-any-return]
 
-    def _hydrate(self, value: Any, digest: str | None) -> None:
-        """Install a value loaded from the provider (framework use)."""
-        private: Any = self.__pydantic_private__
-        private.update(_value=value, _dirty=False, _digest=digest)
-
-    def _mark_saved(self, digest: str | None) -> None:
-        """Record that the current value is what the provider holds (framework use)."""
-        private: Any = self.__pydantic_private__
-        private.update(_dirty=False, _digest=digest)
-
-    def _discard(self) -> None:
-        """Forget an unsaved value so it is loaded again (framework use)."""
-        private: Any = self.__pydantic_private__
-        private.update(_value=_UNSET, _dirty=False, _digest=None)
-
-    def _view(self, read_only: str | None) -> ContextReference[T]:
-        """Return a reference sharing this one's value (framework use: parallel branches).
-
-        With ``read_only`` (the reason), its ``set()`` raises ``ReferenceNotWritableError``.
-        """
-        view = type(self).model_construct(provider_id=self.provider_id, key=self.key)
-        private: Any = view.__pydantic_private__
-        private.update(self.__pydantic_private__ or {})
-        private.update(_dirty=False, _read_only=read_only)
-        return view
+    @model_serializer(mode="wrap")
+    def _pointer(self, handler: SerializerFunctionWrapHandler) -> Any:
+        dumped = handler(self)
+        if isinstance(dumped, dict) and dumped.get("watch", True):
+            dumped.pop("watch", None)  # the default stays out: the pointer is two keys
+        return dumped
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> ContextReference[T]:
         # Copying the pointer only keeps hydrated data out of class defaults and
         # context copies: its cost never grows with the referenced data.
-        return type(self).model_construct(provider_id=self.provider_id, key=self.key)
+        made = type(self).model_construct(provider_id=self.provider_id, key=self.key)
+        if not self.watch:
+            made.__dict__["watch"] = False
+        return made
 
     def __copy__(self) -> ContextReference[T]:
         return self.__deepcopy__()

@@ -1,23 +1,32 @@
 """How control-flow steps run: branch, loop, parallel and map, through the executor.
 
 Nested steps go through ``ExecutorCore.execute`` like any step, so they keep their
-own policies and managed state. A top-level loop or map records its progress
-(finished iterations or items) through the run's ``Progress`` so a resumed run
-does not redo them.
+own policies, and their attempts are scopes inside the construct's scope.
+Concurrent children — parallel branches, map items when ``concurrency > 1`` —
+each run in an isolating child scope on their own copy of the context and are
+merged in a fixed order (``flujo.application.core.merge``). Sequential children
+(loop iterations, map items one at a time, a branch) run on the construct's
+context directly: a failure fails the construct, whose scope drops it all.
+
+A top-level loop or map records its progress through the run's ``Progress``
+after each iteration or item, committing what it did so far with that record,
+so a resumed run (or a retry of the step) goes on after it.
 """
 
 from __future__ import annotations
 
-import copy
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from flujo.application.core.merge import Merger
 from flujo.application.core.references import find_references
+from flujo.application.core.scope import Scope, copy_context
+from flujo.application.core.session import Key
 from flujo.domain.dsl.control_flow import (
     BranchStep,
     CompositeStep,
@@ -27,24 +36,25 @@ from flujo.domain.dsl.control_flow import (
 )
 from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.dsl.step import HumanStep
-from flujo.domain.errors import ConfigurationError, ControlFlowError, ParallelConflictError
+from flujo.domain.errors import ConfigurationError, ControlFlowError
 from flujo.domain.models import StepResult
+from flujo.domain.state_access import ACCESS
 
 if TYPE_CHECKING:
     from flujo.application.core.executor_core import ExecutorCore
 
-__all__ = ["PROGRESS", "Composite", "Progress", "run_composite"]
+__all__ = ["PROGRESS", "Progress", "run_composite"]
 
 
 @dataclass(slots=True)
 class Progress:
     """Where a top-level loop or map records finished work, and finds it on resume."""
 
-    record: Callable[[dict[str, Any]], Awaitable[None]]
-    """Store the partial state (JSON data) of the step now running."""
+    record: Callable[[dict[str, Any], Scope | None], Awaitable[None]]
+    """Commit the construct's scope so far with the partial state (JSON data)."""
     resumed: dict[str, Any] | None = None
     """The partial state stored before a crash, for the step being resumed."""
-    last: dict[str, Any] | None = field(default=None)
+    last: dict[str, Any] | None = None
 
 
 PROGRESS: ContextVar[Progress | None] = ContextVar("flujo_progress", default=None)
@@ -56,6 +66,11 @@ def _stored(progress: Progress | None) -> dict[str, Any] | None:
     if progress is None:
         return None
     return progress.last if progress.last is not None else progress.resumed
+
+
+def _scope() -> Scope | None:
+    access = ACCESS.get()
+    return access if type(access) is Scope else None
 
 
 async def _yield() -> None:
@@ -110,14 +125,6 @@ async def _run_body(
     return data
 
 
-@dataclass(slots=True)
-class Composite:
-    """What a control-flow step produced: its output and its nested results."""
-
-    output: Any = None
-    history: list[StepResult] = field(default_factory=list)
-
-
 async def run_composite(
     executor: ExecutorCore,
     step: CompositeStep,
@@ -125,32 +132,25 @@ async def run_composite(
     context: BaseModel | None,
     resources: Any,
     history: list[StepResult],
-) -> Composite:
-    """Run a control-flow step, appending nested results to ``history`` as they finish.
+) -> Any:
+    """Run a control-flow step and return its output, appending nested results to ``history``.
 
     The caller owns ``history``, so what ran (and spent) is known however this ends.
     """
     progress = PROGRESS.get()
     token = PROGRESS.set(None)  # nested loops and maps do not record progress of their own
-    done = Composite(history=history)
     try:
         if isinstance(step, BranchStep):
-            done.output = await _branch(executor, step, data, context, resources, done.history)
-        elif isinstance(step, LoopStep):
-            done.output = await _loop(
-                executor, step, data, context, resources, done.history, progress
-            )
-        elif isinstance(step, ParallelStep):
-            done.output = await _parallel(executor, step, data, context, resources, done.history)
-        elif isinstance(step, MapStep):
-            done.output = await _map(
-                executor, step, data, context, resources, done.history, progress
-            )
-        else:
-            raise ConfigurationError(f"unknown control-flow step {type(step).__name__}")
+            return await _branch(executor, step, data, context, resources, history)
+        if isinstance(step, LoopStep):
+            return await _loop(executor, step, data, context, resources, history, progress)
+        if isinstance(step, ParallelStep):
+            return await _parallel(executor, step, data, context, resources, history)
+        if isinstance(step, MapStep):
+            return await _map(executor, step, data, context, resources, history, progress)
+        raise ConfigurationError(f"unknown control-flow step {type(step).__name__}")
     finally:
         PROGRESS.reset(token)
-    return done
 
 
 async def _branch(
@@ -191,10 +191,12 @@ async def _loop(
         # The run may have stopped between an iteration and its exit check.
         if first > 0 and await _call(step.exit_condition, data, context):
             return data
+    scope = _scope()
     for iteration in range(first, step.max_loops):
         data = await _run_body(executor, step.name, step.body, data, context, resources, history)
         if progress is not None:
-            await progress.record({"kind": "loop", "iteration": iteration + 1, "output": data})
+            partial = {"kind": "loop", "iteration": iteration + 1, "output": data}
+            await progress.record(partial, scope)
         if await _call(step.exit_condition, data, context):
             return data
     if step.on_max_loops == "return":
@@ -239,31 +241,67 @@ async def _map(
     stored = _stored(progress)
     if stored is not None:
         outputs = {int(i): out for i, out in stored["done"].items()}
+    scope = _scope()
     results: dict[int, StepResult] = {}
-    gate = asyncio.Semaphore(step.concurrency)
     failed: list[str] = []
-    lock = asyncio.Lock()
 
-    async def one(index: int, item: Any) -> None:
-        async with gate:
-            if failed:
-                return  # a failure stops new items from starting
-            nested: list[StepResult] = []
-            name = f"{step.name}[{index}]"
+    async def record() -> None:
+        if progress is not None:
+            snapshot = {str(i): o for i, o in sorted(outputs.items())}
+            await progress.record({"kind": "map", "done": snapshot}, scope)
+
+    async def run_item(index: int, item: Any, item_context: Any) -> Any:
+        nested: list[StepResult] = []
+        name = f"{step.name}[{index}]"
+        try:
+            out = await _run_body(executor, name, step.body, item, item_context, resources, nested)
+        except ControlFlowError as exc:
+            failed.append(str(exc))
+            results[index] = _summary(name, None, False, nested, str(exc))
+            raise
+        results[index] = _summary(name, out, True, nested, None)
+        return out
+
+    todo = [(i, item) for i, item in enumerate(items) if i not in outputs]
+    if step.concurrency == 1:
+        for index, item in todo:
             try:
-                out = await _run_body(executor, name, step.body, item, context, resources, nested)
-            except ControlFlowError as exc:
-                failed.append(str(exc))
-                results[index] = _summary(name, None, False, nested, str(exc))
-                return
-            results[index] = _summary(name, out, True, nested, None)
-            outputs[index] = out
-            if progress is not None:
-                async with lock:  # records are whole snapshots: write them one at a time
-                    snapshot = {str(i): o for i, o in sorted(outputs.items())}
-                    await progress.record({"kind": "map", "done": snapshot})
+                outputs[index] = await run_item(index, item, context)
+            except ControlFlowError:
+                break
+            await record()
+    else:
+        gate, lock = asyncio.Semaphore(step.concurrency), asyncio.Lock()
+        base = copy_context(context)
+        merger = Merger(step.name, "map")
+        finished: dict[int, tuple[Scope, Any]] = {}
+        order = [i for i, _ in todo]
 
-    await _all_or_nothing(one(i, item) for i, item in enumerate(items) if i not in outputs)
+        async def one(index: int, item: Any) -> None:
+            async with gate:
+                if failed:
+                    return  # a failure stops new items from starting
+                child = Scope(executor.session, scope, f"item {index}", base, isolate=True)
+                token = ACCESS.set(child)
+                try:
+                    out = await run_item(index, item, child.context)
+                except ControlFlowError:
+                    return
+                finally:
+                    ACCESS.reset(token)
+                finished[index] = (child, out)
+            async with lock:  # items commit in index order, each after those before it
+                committed = False
+                while order and order[0] in finished and not failed:
+                    position = order.pop(0)
+                    child, out = finished.pop(position)
+                    merger.merge(f"item {position}", child, base, scope, context)
+                    outputs[position] = out
+                    committed = True
+                if committed:
+                    await record()
+
+        await _all_or_nothing(one(i, item) for i, item in todo)
     history.extend(results[i] for i in sorted(results))
     if failed:
         raise ControlFlowError(f"map_over {step.name!r}: {failed[0]}")
@@ -286,6 +324,21 @@ def _summary(
     )
 
 
+def _read_only(step: ParallelStep, branch: str, context: BaseModel | None) -> dict[Key, str]:
+    """The references a branch may only read: all but those ``reference_writers`` gives it."""
+    if context is None:
+        return {}
+    denied: dict[Key, str] = {}
+    for path, ref in find_references(context, with_paths=True):
+        field_path = path.removeprefix("context.")
+        if step.reference_writers.get(field_path) != branch:
+            denied[(ref.provider_id, ref.key)] = (
+                f"parallel branch {branch!r} of {step.name!r} may only read {field_path}; "
+                f"name it in reference_writers to let it write"
+            )
+    return denied
+
+
 async def _parallel(
     executor: ExecutorCore,
     step: ParallelStep,
@@ -294,18 +347,34 @@ async def _parallel(
     resources: Any,
     history: list[StepResult],
 ) -> Any:
-
-    copies = {name: _branch_context(step, name, context) for name in step.branches}
+    scope = _scope()
+    base = copy_context(context)
+    children = {
+        name: Scope(
+            executor.session,
+            scope,
+            f"branch {name!r}",
+            base,
+            isolate=True,
+            read_only=_read_only(step, name, context),
+        )
+        for name in step.branches
+    }
     results: dict[str, StepResult] = {}
 
     async def one(name: str, body: Pipeline[Any, Any]) -> None:
         nested: list[StepResult] = []
-        label = f"{step.name}.{name}"
+        child = children[name]
+        token = ACCESS.set(child)
         try:
-            out = await _run_body(executor, label, body, data, copies[name], resources, nested)
+            out = await _run_body(
+                executor, f"{step.name}.{name}", body, data, child.context, resources, nested
+            )
         except ControlFlowError as exc:
             results[name] = _summary(name, None, False, nested, str(exc))
             return
+        finally:
+            ACCESS.reset(token)
         results[name] = _summary(name, out, True, nested, None)
 
     await _all_or_nothing(one(name, body) for name, body in step.branches.items())
@@ -314,86 +383,8 @@ async def _parallel(
     if failures and step.on_branch_failure == "fail":
         raise ControlFlowError(f"parallel {step.name!r}: branch {failures[0].feedback}")
     succeeded = [name for name in step.branches if results[name].success]
-    if context is not None:
-        _merge_contexts(executor, step, context, {name: copies[name] for name in succeeded})
+    merger = Merger(step.name, "parallel")
+    for name in succeeded:
+        merger.merge(f"branch {name}", children[name], base, scope, context)
     outputs = {name: results[name].output for name in succeeded}
     return outputs if step.merge is None else await _call(step.merge, outputs)
-
-
-def _branch_context(step: ParallelStep, branch: str, context: BaseModel | None) -> Any:
-    """Return a deep copy of the context whose references share the run's values.
-
-    Each branch gets its own view of every reference: writable for the branch
-    ``reference_writers`` names, read-only for the others.
-    """
-    if context is None:
-        return None
-    memo: dict[int, Any] = {}
-    for path, ref in find_references(context, with_paths=True):
-        field_path = path.removeprefix("context.")
-        writer = step.reference_writers.get(field_path)
-        reason = None
-        if writer != branch:
-            reason = (
-                f"parallel branch {branch!r} of {step.name!r} may only read {field_path}; "
-                f"name it in reference_writers to let it write"
-            )
-        memo[id(ref)] = ref._view(reason)
-    return copy.deepcopy(context, memo)
-
-
-def _merge_contexts(
-    executor: ExecutorCore,
-    step: ParallelStep,
-    context: BaseModel,
-    copies: dict[str, Any],
-) -> None:
-    """Apply each branch's changed fields; two branches changing one field differently fail."""
-    dumps = executor.serializer.dumps
-    fields = list(type(context).model_fields)
-    before = {name: _Print(dumps, getattr(context, name)) for name in fields}
-    changes: dict[str, tuple[str, Any, _Print]] = {}
-    for branch, branch_context in copies.items():
-        for name in fields:
-            value = getattr(branch_context, name)
-            current = _Print(dumps, value)
-            if current.same_as(before[name]):
-                continue
-            if name in changes and not changes[name][2].same_as(current):
-                raise ParallelConflictError(
-                    f"parallel {step.name!r}: branches {changes[name][0]!r} and {branch!r} "
-                    f"both changed context field {name!r}, to different values"
-                )
-            changes[name] = (branch, value, current)
-    originals = {id(ref): ref for _, ref in find_references(context)}
-    for name, (_, value, _) in changes.items():
-        setattr(context, name, value)
-    # Writer branches saved their references already; the run's references take the values.
-    for branch_context in copies.values():
-        for _, view in find_references(branch_context):
-            for original in originals.values():
-                if (original.provider_id, original.key) == (view.provider_id, view.key):
-                    private: Any = view.__pydantic_private__
-                    if private["_read_only"] is None and original.is_hydrated:
-                        original._hydrate(private["_value"], private["_digest"])
-
-
-class _Print:
-    """A field value compared by its JSON form (references as pointers), else by ``==``."""
-
-    __slots__ = ("blob", "value")
-
-    def __init__(self, dumps: Callable[[Any], bytes], value: Any) -> None:
-        self.value = value
-        try:
-            self.blob: bytes | None = dumps(value)
-        except (TypeError, ValueError):
-            self.blob = None  # not JSON: a deep copy is compared by equality instead
-
-    def same_as(self, other: _Print) -> bool:
-        if self.blob is not None and other.blob is not None:
-            return self.blob == other.blob
-        try:
-            return bool(self.value == other.value)
-        except Exception:
-            return self.value is other.value

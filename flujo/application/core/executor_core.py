@@ -1,28 +1,28 @@
-"""``ExecutorCore``: runs one step with its policies, and keeps managed state."""
+"""``ExecutorCore``: runs one step through its attempts, fallback and managed state.
+
+``ExecutorCore()`` with no arguments works (the spec drives it by hand): the
+parts left out come from ``flujo.defaults``, the composition root's defaults
+without the container, imported when first needed so the engine never imports
+the container.
+"""
 
 from __future__ import annotations
 
-import inspect
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
-from flujo.application.core.invocation import asyncio_sleep, describe, guarded
-from flujo.application.core.managed_state import ManagedState, MissingProviderPolicy
-from flujo.application.core.references import reference_fields
-from flujo.application.core.step_policies import apply_processors, cache_key, run_validators
+from flujo.application.core.attempt import Attempts, run_attempts
+from flujo.application.core.commit import save_staged
+from flujo.application.core.invocation import asyncio_sleep, describe
+from flujo.application.core.scope import Scope
+from flujo.application.core.session import MissingProviderPolicy, StateSession
+from flujo.application.core.step_policies import cache_key
 from flujo.domain.dsl.step import Step
-from flujo.domain.errors import (
-    ConfigurationError,
-    StateError,
-    StepTimeoutError,
-    UncacheableInputError,
-    UsageLimitExceededError,
-)
+from flujo.domain.errors import StateError, UncacheableInputError
 from flujo.domain.interfaces import (
     CacheBackend,
     Hasher,
@@ -33,32 +33,19 @@ from flujo.domain.interfaces import (
     UsageMeter,
 )
 from flujo.domain.models import StepResult
-from flujo.domain.policies import StepConfig, StepOutput
+from flujo.domain.policies import StepConfig
+from flujo.domain.state_access import ACCESS
 
 __all__ = ["ExecutorCore"]
 
 _new_result = StepResult.trusted
 
 
-@dataclass(slots=True)
-class _Attempts:
-    """How the attempts of one step ended."""
-
-    output: Any = None
-    error: Exception | None = None
-    attempts: int = 0
-    cache_hit: bool = False
-    cost_usd: float = 0.0
-    tokens: int = 0
-    nested: list[StepResult] | None = None
-    """Results of the steps a control-flow step ran (their usage is metered already)."""
-
-
 class ExecutorCore:
     """Runs steps; every part is injected, and each one left out gets flujo's default.
 
     One executor serves one run: the container makes a new one per run, so its
-    usage meter, managed state and once-per-run warnings belong to that run.
+    usage meter, state session and once-per-run warnings belong to that run.
     """
 
     def __init__(
@@ -74,8 +61,11 @@ class ExecutorCore:
         enable_tracing: bool = True,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         random_source: Callable[[], float] = random.random,
+        load_timeout_s: float | None = 30.0,
+        save_timeout_s: float | None = 30.0,
+        watch_in_place: bool = True,
+        pipeline_name: str = "",
     ) -> None:
-        # The composition root owns the defaults; the application never names infra classes.
         defaults: Any = None
         if None in (serializer, hasher, cache_backend, telemetry, usage_meter):
             from flujo.containers import default_parts
@@ -91,29 +81,40 @@ class ExecutorCore:
             usage_meter if usage_meter is not None else defaults.usage_meter
         )
         self.enable_tracing = enable_tracing
+        self.pipeline_name = pipeline_name
+        """Part of every cache key, so equally named steps of two pipelines never meet."""
         self._sleep = sleep if sleep is not None else asyncio_sleep
         self._random = random_source
         self._warned: set[str] = set()
-        self._state = ManagedState(
+        self.session = StateSession(
             dict(state_providers or {}),
             serializer=self.serializer,
             hasher=self.hasher,
             telemetry=self.telemetry,
             on_missing_provider=on_missing_provider,
+            load_timeout_s=load_timeout_s,
+            save_timeout_s=save_timeout_s,
+            watch_in_place=watch_in_place,
         )
 
     @property
     def state_providers(self) -> Mapping[str, StateProvider[Any]]:
         """The provider registry this executor hydrates from and persists to."""
-        return self._state.providers
+        return self.session.providers
 
     async def hydrate(self, context: BaseModel) -> None:
         """Load every reference of ``context`` that holds no value yet (all concurrently)."""
-        await self._state.hydrate(context)
+        await self.session.hydrate(context)
 
     async def finalize(self, context: BaseModel) -> None:
         """Save references set, or changed in place, since their last save (end of a run)."""
-        await self._state.persist_mutated(context)
+        owed = self.session.changed_in_place(context)
+        self.session.staged.clear()
+        if owed:
+            await self.session.save(owed, writer="")
+            for entry in owed:
+                entry.read, entry.digest = False, None
+                entry.publish()
 
     async def execute(
         self,
@@ -127,86 +128,42 @@ class ExecutorCore:
 
         In order: references of ``context`` not yet hydrated are loaded; input
         processors run; a cached result is used if there is one; otherwise the
-        step runs, retried with backoff, each attempt's output processed and
-        validated; references the step ``set()`` are saved; if it still failed,
-        its fallback runs on the same input.
+        step runs, retried with backoff, each attempt in its own scope with its
+        output processed and validated; if it still failed, its fallback runs on
+        the same input, from the state before the step. Driven by hand (not by a
+        run), what the step ``set()`` is saved before this returns.
         """
         start = time.perf_counter()
-        managed = context is not None and bool(reference_fields(type(context)))
-        config = step.config
-        if config.plain and not managed and not step.composite:
-            # Fast path: one plain attempt, no state to keep; anything else takes the long way.
-            span = self._span(step, 1, cache_hit=False) if self.enable_tracing else None
-            try:
-                out = step.invoke(data, context, resources)
-                if step.is_async or inspect.isawaitable(out):
-                    out = await out
-            except Exception as exc:
-                if span is not None:
-                    span.record_exception(exc)
-                    span.end()
-                done = _Attempts(attempts=1, error=exc)
-                if config.max_retries:
-                    await self._before_retry(context, config, 1)
-                    done = await self._attempts(step, data, context, resources, done)
-                return await self._finish(step, data, context, resources, done, start)
-            cost, tokens = 0.0, 0
-            if type(out) is StepOutput:
-                cost, tokens, out = out.cost_usd, out.tokens, out.value
-                self.usage_meter.add(cost, tokens)
-            if span is not None:
-                span.set_attribute("flujo.cost_usd", cost)
-                span.set_attribute("flujo.tokens", tokens)
-                span.end()
-            return _new_result(
-                step.name, out, True, 1, time.perf_counter() - start, None, cost, tokens
-            )
-        if managed:
+        session = self.session
+        access = ACCESS.get()
+        parent = access if type(access) is Scope and access.session is session else None
+        managed = session.manages(context)
+        if managed and parent is None and (session.new_refs or id(context) not in session.hydrated):
             assert context is not None
             try:
-                await self._state.hydrate(context)
+                await session.hydrate(context)
             except StateError as exc:
                 return _new_result(
                     step.name, None, False, 0, 0.0, f"{type(exc).__name__}: {exc}", 0.0, 0
                 )
-        done = await self._attempts(step, data, context, resources)
+        done = await run_attempts(self, step, data, context, resources, parent, managed)
         if done.cache_hit:
             # The step did not run: nothing was spent, changed or can fail after it.
             return _new_result(
                 step.name, done.output, True, 0, time.perf_counter() - start, None, 0.0, 0, True
             )
-        limits = step.config.usage_limits
-        if done.error is None and limits is not None:
-            # Checked before saving: a step over its own limit fails, and so keeps nothing.
-            exceeded = limits.exceeded_by(done.cost_usd, done.tokens)
-            if exceeded is not None:
-                done.error = UsageLimitExceededError(f"step {step.name!r}: {exceeded}")
-        if done.error is None and managed:
-            assert context is not None
-            try:
-                await self._persist(context, step.config)
-            except StateError as exc:
-                done.error = exc
-        return await self._finish(step, data, context, resources, done, start)
-
-    async def _finish(
-        self,
-        step: Step[Any, Any],
-        data: Any,
-        context: BaseModel | None,
-        resources: Any,
-        done: _Attempts,
-        start: float,
-    ) -> StepResult:
-        """Turn how the attempts ended into the step's result (with limits and fallback)."""
-        managed = context is not None and bool(reference_fields(type(context)))
-        if done.error is not None and managed:
-            assert context is not None
-            self._state.discard_changes(context)  # a failed step's changes never reach a provider
         if (done.cost_usd or done.tokens) and done.nested is None:
             self.usage_meter.add(done.cost_usd, done.tokens)
+        if done.error is None and managed and parent is None and not session.deferred:
+            try:
+                await save_staged(session, session.take_staged(), "", step.config, self.backoff)
+            except StateError as exc:
+                done.error = exc
         if done.error is not None and step.fallback_step is not None:
             return await self._fallback(step, data, context, resources, done, start)
+        return self._result(step, done, start)
+
+    def _result(self, step: Step[Any, Any], done: Attempts, start: float) -> StepResult:
         if done.error is not None:
             # What failed attempts spent (an output a validator rejected) was still spent.
             return _new_result(
@@ -233,208 +190,13 @@ class ExecutorCore:
             step_history=done.nested,
         )
 
-    async def _attempts(
-        self,
-        step: Step[Any, Any],
-        data: Any,
-        context: BaseModel | None,
-        resources: Any,
-        failed_first: _Attempts | None = None,
-    ) -> _Attempts:
-        config = step.config
-        if failed_first is not None:
-            # The fast path already made (and failed) the first attempt of a plain step.
-            return await self._retry_loop(step, data, context, resources, failed_first, None)
-        done = _Attempts()
-        try:
-            if config.input_processors:
-                data = await apply_processors(config.input_processors, data, context)
-            key = self._cache_key(step, data, context) if config.cache else None
-        except Exception as exc:
-            done.error, done.attempts = exc, 1
-            return done
-        if key is not None:
-            try:
-                cached = await self.cache_backend.get(key)
-            except Exception as exc:  # a cache is an optimisation: its failure must not fail
-                self._warn_once(
-                    f"cache-get:{step.name}",
-                    f"cache read for step {step.name!r} failed ({type(exc).__name__}: {exc}); "
-                    "the step runs uncached",
-                )
-                cached = None
-            if type(cached) is dict and "output" in cached:
-                span = self._span(step, 0, cache_hit=True)
-                if span is not None:
-                    span.end()
-                done.output, done.cache_hit = cached["output"], True
-                return done
-        return await self._retry_loop(step, data, context, resources, done, key)
-
-    async def _retry_loop(
-        self,
-        step: Step[Any, Any],
-        data: Any,
-        context: BaseModel | None,
-        resources: Any,
-        done: _Attempts,
-        key: str | None,
-    ) -> _Attempts:
-        config = step.config
-        done.error = None
-        while True:
-            done.attempts += 1
-            span = self._span(step, done.attempts, cache_hit=False)
-            try:
-                done.output = await self._attempt(step, data, context, resources, done)
-            except Exception as exc:
-                if span is not None:
-                    span.record_exception(exc)
-                    span.end()
-                if done.attempts > config.max_retries or isinstance(exc, ConfigurationError):
-                    done.error = exc
-                    return done
-                await self._before_retry(context, config, done.attempts)
-                continue
-            if span is not None:
-                span.set_attribute("flujo.cost_usd", done.cost_usd)
-                span.set_attribute("flujo.tokens", done.tokens)
-                span.end()
-            if key is not None:
-                await self._cache_set(step, key, done.output)
-            return done
-
-    async def _cache_set(self, step: Step[Any, Any], key: str, output: Any) -> None:
-        try:
-            await self.cache_backend.set(key, {"output": output}, step.config.cache_ttl_s)
-        except Exception as exc:
-            self._warn_once(
-                f"cache-set:{step.name}",
-                f"caching the output of step {step.name!r} "
-                f"failed ({type(exc).__name__}: {exc}); it was not cached",
-            )
-
-    async def _before_retry(
-        self, context: BaseModel | None, config: StepConfig, attempts: int
-    ) -> None:
-        if context is not None and reference_fields(type(context)):
-            # The retry starts from what was last saved, not from this attempt's changes.
-            self._state.discard_changes(context)
-            await self._state.hydrate(context)
-        delay = config.retry_delay(attempts, self._random)
-        if delay > 0:
-            await self._sleep(delay)
-
-    async def _attempt(
-        self,
-        step: Step[Any, Any],
-        data: Any,
-        context: BaseModel | None,
-        resources: Any,
-        done: _Attempts,
-    ) -> Any:
-        """One attempt: run the step, then its output processors and validators."""
-        config = step.config
-        if step.composite:
-            return await self._composite(step, data, context, resources, done)
-        if config.timeout_s is None and not config.run_in_thread:
-            out = step.invoke(data, context, resources)
-            if step.is_async or inspect.isawaitable(out):
-                out = await out
-        else:
-            out = await guarded(step, data, context, resources, config)
-        if type(out) is StepOutput:
-            done.cost_usd += out.cost_usd
-            done.tokens += out.tokens
-            out = out.value
-        if config.output_processors:
-            out = await apply_processors(config.output_processors, out, context)
-        if config.validators:
-            await run_validators(step, config.validators, out, context)
-        return out
-
-    async def _composite(
-        self,
-        step: Step[Any, Any],
-        data: Any,
-        context: BaseModel | None,
-        resources: Any,
-        done: _Attempts,
-    ) -> Any:
-        from flujo.application.core.control_flow import run_composite
-        from flujo.domain.dsl.control_flow import CompositeStep
-
-        assert isinstance(step, CompositeStep)
-        history: list[StepResult] = []
-        run = run_composite(self, step, data, context, resources, history)
-        try:
-            if step.config.timeout_s is None:
-                composite = await run
-            else:
-                import asyncio
-
-                try:
-                    async with asyncio.timeout(step.config.timeout_s):
-                        composite = await run
-                except TimeoutError as exc:
-                    raise StepTimeoutError(
-                        f"step {step.name!r} took longer than timeout_s={step.config.timeout_s}"
-                    ) from exc
-        finally:
-            # However the construct ended, what its nested steps ran and spent is kept.
-            self._take_nested(done, history)
-        out = composite.output
-        if step.config.output_processors:
-            out = await apply_processors(step.config.output_processors, out, context)
-        if step.config.validators:
-            await run_validators(step, step.config.validators, out, context)
-        return out
-
-    @staticmethod
-    def _take_nested(done: _Attempts, history: list[StepResult]) -> None:
-        done.nested = history  # the last attempt's; every attempt's spending counts
-        done.cost_usd += sum(r.cost_usd for r in history)
-        done.tokens += sum(r.token_counts for r in history)
-
-    def _span(self, step: Step[Any, Any], attempt: int, *, cache_hit: bool) -> Span | None:
-        if not self.enable_tracing:
-            return None
-        return self.telemetry.start_span(
-            "flujo.step",
-            {"flujo.step.name": step.name, "flujo.attempt": attempt, "flujo.cache_hit": cache_hit},
-        )
-
-    def _cache_key(self, step: Step[Any, Any], data: Any, context: BaseModel | None) -> str | None:
-        """Return the step's cache key, or ``None`` (with one warning) when it has none."""
-        try:
-            return self._make_key(step, data, context)
-        except UncacheableInputError as exc:
-            if step.config.cache == "strict":
-                raise
-            self._warn_once(f"cache:{step.name}", f"{exc}; it runs uncached")
-            return None
-
-    def _make_key(self, step: Step[Any, Any], data: Any, context: BaseModel | None) -> str:
-        if (
-            step.config.cache_key_fn is None
-            and step.takes_context
-            and context is not None
-            and reference_fields(type(context))
-        ):
-            # Referenced data is not in the key, so only the user can say what identifies it.
-            raise UncacheableInputError(
-                f"step {step.name!r} is cached and reads a context holding ContextReferences, "
-                "whose data is not part of the key: give it a cache_key_fn"
-            )
-        return cache_key(step, data, context, serializer=self.serializer, hasher=self.hasher)
-
     async def _fallback(
         self,
         step: Step[Any, Any],
         data: Any,
         context: BaseModel | None,
         resources: Any,
-        done: _Attempts,
+        done: Attempts,
         start: float,
     ) -> StepResult:
         assert step.fallback_step is not None and done.error is not None
@@ -455,19 +217,75 @@ class ExecutorCore:
             used if backup.success else None,
         )
 
-    async def _persist(self, context: BaseModel, config: StepConfig) -> None:
-        for attempt in range(config.max_retries + 1):
-            try:
-                await self._state.persist_changed(context)
-                return
-            except StateError:
-                if attempt == config.max_retries:
-                    raise
-                delay = config.retry_delay(attempt + 1, self._random)
-                if delay > 0:
-                    await self._sleep(delay)
+    # -- what the attempt policies ask of the executor -------------------------------------
 
-    def _warn_once(self, key: str, message: str) -> None:
+    def span(self, step: Step[Any, Any], attempt: int, *, cache_hit: bool) -> Span | None:
+        """Open a span for one attempt (``None`` when tracing is off)."""
+        if not self.enable_tracing:
+            return None
+        return self.telemetry.start_span(
+            "flujo.step",
+            {"flujo.step.name": step.name, "flujo.attempt": attempt, "flujo.cache_hit": cache_hit},
+        )
+
+    async def backoff(self, config: StepConfig, attempts: int) -> None:
+        """Wait before retry number ``attempts`` as the step's backoff says."""
+        delay = config.retry_delay(attempts, self._random)
+        if delay > 0:
+            await self._sleep(delay)
+
+    def cache_key(self, step: Step[Any, Any], data: Any, context: BaseModel | None) -> str | None:
+        """Return the step's cache key, or ``None`` (with one warning) when it has none."""
+        try:
+            if (
+                step.config.cache_key_fn is None
+                and step.takes_context
+                and self.session.manages(context)
+            ):
+                # Referenced data is not in the key, so only the user can say what identifies it.
+                raise UncacheableInputError(
+                    f"step {step.name!r} is cached and reads a context holding "
+                    "ContextReferences, whose data is not part of the key: give it a cache_key_fn"
+                )
+            return cache_key(step, data, context, serializer=self.serializer, hasher=self.hasher)
+        except UncacheableInputError as exc:
+            if step.config.cache == "strict":
+                raise
+            self.warn_once(f"cache:{step.name}", f"{exc}; it runs uncached")
+            return None
+
+    async def cache_lookup(self, step: Step[Any, Any], key: str, done: Attempts) -> bool:
+        """Fill ``done`` from the cache and return ``True`` on a hit."""
+        try:
+            cached = await self.cache_backend.get(key)
+        except Exception as exc:  # a cache is an optimisation: its failure must not fail
+            self.warn_once(
+                f"cache-get:{step.name}",
+                f"cache read for step {step.name!r} failed ({type(exc).__name__}: {exc}); "
+                "the step runs uncached",
+            )
+            return False
+        if type(cached) is dict and "output" in cached:
+            span = self.span(step, 0, cache_hit=True)
+            if span is not None:
+                span.end()
+            done.output, done.cache_hit = cached["output"], True
+            return True
+        return False
+
+    async def cache_store(self, step: Step[Any, Any], key: str, output: Any) -> None:
+        """Store a successful output (a failing cache only warns)."""
+        try:
+            await self.cache_backend.set(key, {"output": output}, step.config.cache_ttl_s)
+        except Exception as exc:
+            self.warn_once(
+                f"cache-set:{step.name}",
+                f"caching the output of step {step.name!r} "
+                f"failed ({type(exc).__name__}: {exc}); it was not cached",
+            )
+
+    def warn_once(self, key: str, message: str) -> None:
+        """Report ``message`` the first time ``key`` is seen in this run."""
         if key not in self._warned:
             self._warned.add(key)
             self.telemetry.warning(message)

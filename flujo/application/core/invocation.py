@@ -1,8 +1,18 @@
-"""How one attempt calls a step: inline, in a worker thread, or under a timeout."""
+"""How one attempt calls a step: inline, in a worker thread, or under a timeout.
+
+A sync step under a timeout runs on a daemon thread of its own: when the
+timeout fires the attempt fails at once and ``run()`` does not wait for the
+thread (asyncio's default executor would be joined when the loop closes). The
+thread cannot be stopped, so it may still finish its own work in the outside
+world; what it does to the context lands in its attempt's copy, which was
+dropped with the attempt's scope.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import inspect
+import threading
 from typing import Any
 
 from flujo.domain.dsl.step import Step
@@ -27,8 +37,9 @@ async def guarded(
 
     if step.is_async:
         pending: Any = step.invoke(data, context, resources)
+    elif config.timeout_s is not None:
+        pending = _on_daemon_thread(step, data, context, resources)
     else:
-        # A sync callable cannot be interrupted inline, so a timeout needs a thread.
         pending = asyncio.to_thread(_call_in_thread, step, data, context, resources)
     if config.timeout_s is None:
         out = await pending
@@ -45,6 +56,37 @@ async def guarded(
     if inspect.isawaitable(out):
         out = await out
     return out
+
+
+def _on_daemon_thread(step: Step[Any, Any], data: Any, context: Any, resources: Any) -> Any:
+    """Start the call on a daemon thread; return a future of its result."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    # The thread sees this task's context variables: its references reach its own scope.
+    run_in = contextvars.copy_context()
+
+    def settle(outcome: Any, error: BaseException | None) -> None:
+        if future.done():
+            return  # timed out already: nobody waits for this result
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(outcome)
+
+    def work() -> None:
+        try:
+            outcome, error = run_in.run(_call_in_thread, step, data, context, resources), None
+        except BaseException as exc:  # handed to the awaiting task
+            outcome, error = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, outcome, error)
+        except RuntimeError:
+            pass  # the loop has closed: the run ended without this thread
+
+    threading.Thread(target=work, name=f"flujo-step-{step.name}", daemon=True).start()
+    return future
 
 
 def _call_in_thread(step: Step[Any, Any], data: Any, context: Any, resources: Any) -> Any:

@@ -8,10 +8,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from flujo.application.core.commit import commit_step, save_staged
 from flujo.application.core.control_flow import PROGRESS, Progress
 from flujo.application.core.executor_core import ExecutorCore
+from flujo.application.core.scope import Scope
 from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.dsl.step import HumanStep
+from flujo.domain.dsl.step import Step
 from flujo.domain.errors import PipelineAbortSignal, StateError
 from flujo.domain.events import (
     Hook,
@@ -87,9 +90,11 @@ class RunStart(Generic[ContextT]):
     """The context the run started with as stored (a fresh run stores ``context``)."""
     human_output: Any = None
     has_human_output: bool = False
+    """Whether the paused human step at ``index`` is answered by ``human_output``."""
     partial: dict[str, Any] | None = None
     """Progress a loop or map at ``index`` had stored before the run stopped."""
-    """Whether the paused human step at ``index`` is answered by ``human_output``."""
+    settled: str | None = None
+    """How the caller resolved the interrupted commit of the step at ``index``, if any."""
 
 
 def result_payload(result: StepResult) -> dict[str, Any]:
@@ -120,6 +125,8 @@ class _Run(Generic[ContextT]):
         self.run_id = start.run_id
         self.created_at = parts.clock() if start.created_at is None else start.created_at
         self.warned: set[str] = set()
+        self.last_context: bytes | None = None
+        """The context as the running loop or map last committed it."""
         # Serialized only for a durable run: without a state backend nothing reads them.
         durable = parts.state_backend is not None
         self.input_json = start.input_json or b""
@@ -163,53 +170,90 @@ class _Run(Generic[ContextT]):
             schema_version=SCHEMA_VERSION,
         )
 
-    def partial_record(self, index: int, name: str, partial: dict[str, Any]) -> StepRecord:
-        """Return a record of a loop's or map's progress (replaced when the step ends)."""
-        payload = {"name": name, "success": False, "partial": partial}
-        return StepRecord(
-            run_id=self.run_id,
-            index=index,
-            name=name,
-            success=False,
-            result=self.json(payload, f"the progress of step {name!r}"),
-            context=self.json(self.context, "the context"),
-            recorded_at=self.parts.clock(),
-        )
-
-    def progress(self, index: int, name: str) -> Progress:
-        """Return where the loop or map at ``index`` records what it finished."""
+    def progress(self, index: int, step: Step[Any, Any]) -> Progress:
+        """Return where the loop or map at ``index`` commits what it finished."""
         state_backend = self.parts.state_backend
         assert state_backend is not None
+        executor = self.parts.executor
+        session = executor.session
         resumed = self.start.partial if index == self.start.index else None
+        flushes = 0
 
-        async def record(partial: dict[str, Any]) -> None:
+        async def record(partial: dict[str, Any], scope: Scope | None) -> None:
+            nonlocal flushes
+            if scope is not None:
+                scope.flush()
+            staged = session.take_staged()
+            context = self.json(self.context, "the context")
+            payload: dict[str, Any] = {"name": step.name, "success": False, "partial": partial}
+            if staged:
+                # What a rerun of an interrupted commit goes back to.
+                payload["before"] = {
+                    "partial": progress.last if progress.last is not None else resumed,
+                    "context": self.parts.serializer.loads(self.last_context or self.context_json),
+                }
+            flushes += 1
+
+            def make(body: dict[str, Any], pending: bool) -> StepRecord:
+                return StepRecord(
+                    run_id=self.run_id,
+                    index=index,
+                    name=step.name,
+                    success=False,
+                    result=self.json(body, f"the progress of step {step.name!r}"),
+                    context=context,
+                    recorded_at=self.parts.clock(),
+                    pending=pending,
+                )
+
+            await commit_step(
+                state_backend,
+                make,
+                payload,
+                staged,
+                session,
+                f"{self.run_id}/{index}/{flushes}",
+                step.config,
+                executor.backoff,
+            )
             progress.last = partial
-            await state_backend.checkpoint(self.partial_record(index, name, partial))
+            self.last_context = context
 
         progress = Progress(record=record, resumed=resumed)
         return progress
 
-    def step_record(
-        self, index: int, result: StepResult, partial: dict[str, Any] | None = None
-    ) -> StepRecord:
+    def step_payload(
+        self, result: StepResult, partial: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Return the stored form of a top-level step's result."""
         payload = result_payload(result)
         if partial is not None:
             payload["partial"] = partial  # a failed loop or map resumes after what it finished
         try:
-            blob = self.parts.serializer.dumps(payload)
+            self.parts.serializer.dumps(payload)
         except (TypeError, ValueError):
             payload["output"] = {UNSERIALIZABLE: repr(result.output)}
-            blob = self.json(payload, f"the output of step {result.name!r}")
             self.json(result.output, f"the output of step {result.name!r}")  # warns once
-        return StepRecord(
-            run_id=self.run_id,
-            index=index,
-            name=result.name,
-            success=result.success,
-            result=blob,
-            context=self.json(self.context, "the context"),
-            recorded_at=self.parts.clock(),
-        )
+        return payload
+
+    def recorder(
+        self, index: int, result: StepResult, context: bytes
+    ) -> Callable[[dict[str, Any], bool], StepRecord]:
+        """Return how to make the record of the step at ``index`` from a payload."""
+
+        def make(payload: dict[str, Any], pending: bool) -> StepRecord:
+            return StepRecord(
+                run_id=self.run_id,
+                index=index,
+                name=result.name,
+                success=result.success,
+                result=self.json(payload, f"the output of step {result.name!r}"),
+                context=context,
+                recorded_at=self.parts.clock(),
+                pending=pending,
+            )
+
+        return make
 
     async def emit(self, event: HookEvent) -> None:
         """Give ``event`` to every hook; then raise the first abort signal, if any."""
@@ -270,7 +314,7 @@ async def _step_loop(run: _Run[Any], history: list[StepResult]) -> _Outcome:
         if isinstance(step, HumanStep):
             result = _human_result(step.name, start.human_output)
         elif step.composite and state_backend is not None:
-            progress = run.progress(index, step.name)
+            progress = run.progress(index, step)
             token = PROGRESS.set(progress)
             try:
                 result = await backend.execute_step(
@@ -282,10 +326,8 @@ async def _step_loop(run: _Run[Any], history: list[StepResult]) -> _Outcome:
             result = await backend.execute_step(
                 step, outcome.output, context=context, resources=resources
             )
+        result = await _commit(run, index, step, result, progress)
         history.append(result)
-        if state_backend is not None:
-            partial = progress.last if progress is not None and not result.success else None
-            await state_backend.checkpoint(run.step_record(index, result, partial))
         if hooks:
             if not result.success:
                 await run.emit(
@@ -306,6 +348,57 @@ async def _step_loop(run: _Run[Any], history: list[StepResult]) -> _Outcome:
                 outcome.status, outcome.error = "failed", f"UsageLimitExceededError: {exceeded}"
                 return outcome
     return outcome
+
+
+async def _commit(
+    run: _Run[Any],
+    index: int,
+    step: Step[Any, Any],
+    result: StepResult,
+    progress: Progress | None,
+) -> StepResult:
+    """Save what the step staged and write its checkpoint, as one unit (see ``commit``).
+
+    A failed save fails the step: its result says why, and the record left says
+    which saves landed.
+    """
+    parts = run.parts
+    executor, state_backend = parts.executor, parts.state_backend
+    session = executor.session
+    staged = session.take_staged() if result.success else []
+    writer = f"{run.run_id}/{index}"
+    try:
+        if state_backend is None:
+            if staged:
+                await save_staged(session, staged, writer, step.config, executor.backoff)
+            return result
+        partial = progress.last if progress is not None and not result.success else None
+        payload = run.step_payload(result, partial)
+        if index == run.start.index and run.start.settled is not None:
+            payload["settled"] = run.start.settled  # how the caller resolved a pending step
+        if partial is not None and run.last_context is not None:
+            context = run.last_context  # the context as the loop or map last committed it
+        else:
+            context = run.json(run.context, "the context")
+        make = run.recorder(index, result, context)
+        await commit_step(
+            state_backend, make, payload, staged, session, writer, step.config, executor.backoff
+        )
+    except StateError as exc:
+        if not staged:
+            raise  # the checkpoint itself failed: the run cannot go on
+        return StepResult.trusted(
+            result.name,
+            None,
+            False,
+            result.attempts,
+            result.latency_s,
+            f"{type(exc).__name__}: {exc}",
+            result.cost_usd,
+            result.token_counts,
+            step_history=result.step_history,
+        )
+    return result
 
 
 async def execute_run(
@@ -339,6 +432,7 @@ async def execute_run(
 async def _execute(run: _Run[ContextT]) -> PipelineResult[ContextT]:
     plan, parts, start = run.plan, run.parts, run.start
     executor, state_backend = parts.executor, parts.state_backend
+    executor.session.deferred = True  # this loop saves staged values with the checkpoints
     # Hydration failures raise before any step runs: no step ever sees unhydrated data.
     await executor.hydrate(start.context)
     if state_backend is not None:

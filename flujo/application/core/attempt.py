@@ -1,0 +1,202 @@
+"""One step's attempts, through its policies: input processing, cache, retry, scope, timeout.
+
+Every step takes this one path; a policy the step does not configure costs a
+test of its config and nothing more. In order, outside in:
+
+- input processors, once;
+- the cache: a hit returns the stored output and the step does not run;
+- retry: attempts until one succeeds or ``max_retries`` are spent, with backoff;
+- scope: each attempt runs in its own scope (``flujo.application.core.scope``),
+  committed when it succeeds and dropped when it fails; isolating when
+  something in this process runs after a failure (a retry, a fallback) or a
+  timed-out thread could outlive the attempt;
+- the attempt: the call (inline, in a thread, under a timeout, or a control-flow
+  construct), output processors, validators and the step's own usage limits.
+
+The fallback, and saving what a committed attempt staged, belong to the caller
+(``ExecutorCore``): a fallback is a step of its own.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from flujo.application.core.invocation import guarded
+from flujo.application.core.scope import Scope
+from flujo.application.core.step_policies import apply_processors, run_validators
+from flujo.domain.dsl.step import Step
+from flujo.domain.errors import (
+    ConfigurationError,
+    StepTimeoutError,
+    UsageLimitExceededError,
+)
+from flujo.domain.models import StepResult
+from flujo.domain.policies import StepOutput
+from flujo.domain.state_access import ACCESS
+
+if TYPE_CHECKING:
+    from flujo.application.core.executor_core import ExecutorCore
+
+__all__ = ["Attempts", "isolates", "run_attempts"]
+
+_FINAL = (ConfigurationError, UsageLimitExceededError)
+"""Failures a retry cannot mend."""
+
+
+@dataclass(slots=True)
+class Attempts:
+    """How the attempts of one step ended."""
+
+    output: Any = None
+    error: Exception | None = None
+    attempts: int = 0
+    cache_hit: bool = False
+    cost_usd: float = 0.0
+    tokens: int = 0
+    nested: list[StepResult] | None = None
+    """Results of the steps a control-flow step ran (their usage is metered already)."""
+
+
+def isolates(step: Step[Any, Any]) -> bool:
+    """Whether an attempt of ``step`` needs its changes kept apart until it succeeds."""
+    config = step.config
+    return (
+        config.max_retries > 0
+        or step.fallback_step is not None
+        or (config.timeout_s is not None and not step.is_async and not step.composite)
+    )
+
+
+async def run_attempts(
+    executor: ExecutorCore,
+    step: Step[Any, Any],
+    data: Any,
+    context: BaseModel | None,
+    resources: Any,
+    parent: Scope | None,
+    managed: bool,
+) -> Attempts:
+    """Run ``step``'s attempts and say how they ended; failures in user code never raise."""
+    config = step.config
+    done = Attempts()
+    key = None
+    if config.input_processors or config.cache:
+        try:
+            if config.input_processors:
+                data = await apply_processors(config.input_processors, data, context)
+            key = executor.cache_key(step, data, context) if config.cache else None
+        except Exception as exc:
+            done.error, done.attempts = exc, 1
+            return done
+        if key is not None and await executor.cache_lookup(step, key, done):
+            return done
+    isolate = isolates(step)
+    scoped = managed or isolate
+    session = executor.session
+    while True:
+        done.attempts += 1
+        scope = Scope(session, parent, step.name, context, isolate=isolate) if scoped else None
+        token = ACCESS.set(scope) if scope is not None else None
+        span = executor.span(step, done.attempts, cache_hit=False)
+        try:
+            output = await _attempt(
+                executor, step, data, context if scope is None else scope.context, resources,
+                done, scope,
+            )
+        except Exception as exc:
+            if scope is not None:
+                scope.rollback(f"step {step.name!r}, which read it, failed")
+            if span is not None:
+                span.record_exception(exc)
+                span.end()
+            if done.attempts > config.max_retries or isinstance(exc, _FINAL):
+                done.error = exc
+                return done
+            await executor.backoff(config, done.attempts)
+            continue
+        finally:
+            if token is not None:
+                ACCESS.reset(token)
+        if scope is not None:
+            scope.commit()
+        if span is not None:
+            span.set_attribute("flujo.cost_usd", done.cost_usd)
+            span.set_attribute("flujo.tokens", done.tokens)
+            span.end()
+        done.output = output
+        if key is not None:
+            await executor.cache_store(step, key, output)
+        return done
+
+
+async def _attempt(
+    executor: ExecutorCore,
+    step: Step[Any, Any],
+    data: Any,
+    context: Any,
+    resources: Any,
+    done: Attempts,
+    scope: Scope | None,
+) -> Any:
+    """One attempt: the call, then output processors, validators and the step's limits."""
+    config = step.config
+    if step.composite:
+        out = await _composite(executor, step, data, context, resources, done)
+    elif config.timeout_s is None and not config.run_in_thread:
+        out = step.invoke(data, context, resources)
+        if step.is_async or inspect.isawaitable(out):
+            out = await out
+    else:
+        out = await guarded(step, data, context, resources, config)
+    if type(out) is StepOutput:
+        done.cost_usd += out.cost_usd
+        done.tokens += out.tokens
+        out = out.value
+    if config.output_processors:
+        out = await apply_processors(config.output_processors, out, context)
+    if config.validators:
+        await run_validators(step, config.validators, out, context)
+    limits = config.usage_limits
+    if limits is not None:
+        # Checked inside the attempt: a step over its own limit fails and keeps nothing.
+        exceeded = limits.exceeded_by(done.cost_usd, done.tokens)
+        if exceeded is not None:
+            raise UsageLimitExceededError(f"step {step.name!r}: {exceeded}")
+    return out
+
+
+async def _composite(
+    executor: ExecutorCore,
+    step: Step[Any, Any],
+    data: Any,
+    context: Any,
+    resources: Any,
+    done: Attempts,
+) -> Any:
+    from flujo.application.core.control_flow import run_composite  # the handlers import us
+    from flujo.domain.dsl.control_flow import CompositeStep
+
+    assert isinstance(step, CompositeStep)
+    history: list[StepResult] = []
+    run = run_composite(executor, step, data, context, resources, history)
+    try:
+        if step.config.timeout_s is None:
+            return await run
+        import asyncio
+
+        try:
+            async with asyncio.timeout(step.config.timeout_s):
+                return await run
+        except TimeoutError as exc:
+            raise StepTimeoutError(
+                f"step {step.name!r} took longer than timeout_s={step.config.timeout_s}"
+            ) from exc
+    finally:
+        # However the construct ended, what its nested steps ran and spent is kept.
+        done.nested = history  # the last attempt's; every attempt's spending counts
+        done.cost_usd += sum(r.cost_usd for r in history)
+        done.tokens += sum(r.token_counts for r in history)

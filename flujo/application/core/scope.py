@@ -1,0 +1,180 @@
+"""A step attempt's changes: kept apart while it runs, committed or dropped at its end.
+
+A ``Scope`` is what ``ContextReference.get()``/``set()`` reach while an attempt
+runs (through ``flujo.domain.state_access.ACCESS``). ``set()`` values stay in
+the scope; reads see the scope's own values, then its parents', then the run's
+committed value. On commit they move to the parent scope (or, at the top, to the
+run's state session, which saves them with the checkpoint); on rollback they are
+gone, so a retry, a fallback or a resumed run starts from the state before.
+
+An *isolating* scope also keeps plain context changes apart: the attempt runs on
+a copy of the context (references shared, their values not copied) that is
+written back only on commit, and a watched reference it reads is handed out as
+a copy, so changes made in place by a failed attempt never reach anyone. A lean
+scope (a step with no retry and no fallback) pays for neither: its failure ends
+the run or the enclosing construct, which drops everything above it anyway.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic import BaseModel
+
+from flujo.application.core.references import find_references
+from flujo.application.core.session import Key, StateSession
+from flujo.domain.errors import ReferenceNotWritableError
+from flujo.domain.models import ContextReference
+
+__all__ = ["Scope", "copy_context", "write_back"]
+
+_IMMUTABLE = (str, int, float, bool, bytes, type(None), tuple, frozenset)
+
+
+def copy_context(context: Any) -> Any:
+    """Deep-copy ``context`` keeping its reference objects (their values live in the session)."""
+    if context is None:
+        return None
+    memo: dict[int, Any] = {id(ref): ref for _, ref in find_references(context)}
+    return copy.deepcopy(context, memo)
+
+
+def write_back(source: BaseModel, target: BaseModel) -> None:
+    """Make ``target``'s fields those of ``source`` (the same model), without validation."""
+    if source is target:
+        return
+    target.__dict__.update(source.__dict__)
+    object.__setattr__(target, "__pydantic_fields_set__", set(source.model_fields_set))
+
+
+class Scope:
+    """The changes of one step attempt (or branch, map item, loop iteration)."""
+
+    __slots__ = (
+        "closed",
+        "context",
+        "copies",
+        "isolate",
+        "name",
+        "parent",
+        "read_only",
+        "reads",
+        "session",
+        "target",
+        "writes",
+    )
+
+    def __init__(
+        self,
+        session: StateSession,
+        parent: Scope | None,
+        name: str,
+        context: Any,
+        *,
+        isolate: bool,
+        read_only: dict[Key, str] | None = None,
+    ) -> None:
+        self.session = session
+        self.parent = parent
+        self.name = name
+        self.target = context
+        """The context this scope's plain changes land in when it commits."""
+        self.isolate = isolate
+        self.context = copy_context(context) if isolate else context
+        """The context the attempt sees: a copy when isolating."""
+        self.writes: dict[Key, Any] = {}
+        """Values ``set()`` in this scope."""
+        self.copies: dict[Key, Any] = {}
+        """Private copies of watched values read in this (isolating) scope."""
+        self.reads: set[Key] = set()
+        self.read_only = read_only
+        self.closed = False
+        """Set when the attempt was abandoned (a timed-out thread may still hold it)."""
+
+    # -- what references see ---------------------------------------------------------------
+
+    def visible(self, ident: Key) -> tuple[bool, Any]:
+        """Return ``(found, value)`` of ``ident`` in this scope or its parents."""
+        scope: Scope | None = self
+        while scope is not None:
+            if ident in scope.writes:
+                return True, scope.writes[ident]
+            if ident in scope.copies:
+                return True, scope.copies[ident]
+            scope = scope.parent
+        return False, None
+
+    def read(self, ref: ContextReference[Any]) -> Any:
+        """Return ``ref``'s value as this attempt sees it."""
+        ident = (ref.provider_id, ref.key)
+        own = self.writes
+        if ident in own:
+            return own[ident]
+        if ident in self.copies:
+            return self.copies[ident]
+        found, value = (False, None) if self.parent is None else self.parent.visible(ident)
+        entry = self.session.entry_of(ref)
+        if not found:
+            value = entry.value
+            if not entry.read:
+                self.session.first_read(entry)
+        self.reads.add(ident)
+        if self.isolate and entry.watch and not isinstance(value, _IMMUTABLE):
+            value = self.copies[ident] = copy.deepcopy(value)
+        return value
+
+    def write(self, ref: ContextReference[Any], value: Any) -> None:
+        """Record a ``set()``: saved when the attempt commits, dropped if it fails."""
+        ident = (ref.provider_id, ref.key)
+        if self.read_only is not None and ident in self.read_only:
+            raise ReferenceNotWritableError(self.read_only[ident])
+        self.session.entry_for_write(ref)
+        self.writes[ident] = value
+        self.copies.pop(ident, None)
+
+    # -- the end of the attempt --------------------------------------------------------------
+
+    def commit(self) -> None:
+        """Hand this scope's changes to its parent (or stage them in the session)."""
+        self.closed = True
+        if self.isolate and self.target is not None:
+            write_back(self.context, self.target)
+        if self.parent is None:
+            self.session.stage(self.writes, self.copies)
+        else:
+            self.parent.absorb(self.writes, self.copies)
+
+    def absorb(self, writes: dict[Key, Any], copies: dict[Key, Any]) -> None:
+        """Take a committed child's changes as this scope's own."""
+        for ident, value in copies.items():
+            if ident in self.writes:
+                self.writes[ident] = value  # a copy of a value set here: still to be saved
+            else:
+                self.copies[ident] = value
+        for ident, value in writes.items():
+            self.writes[ident] = value
+            self.copies.pop(ident, None)
+
+    def rollback(self, reason: str) -> None:
+        """Drop this scope's changes; note values a lean attempt may have changed in place."""
+        self.closed = True
+        if not self.isolate:
+            for ident in self.reads:
+                entry = self.session.entries.get(ident)
+                if entry is not None and entry.tainted is None:
+                    entry.tainted = reason
+        self.writes.clear()
+        self.copies.clear()
+
+    def flush(self) -> None:
+        """Commit what this scope holds so far and go on (a loop's or map's progress)."""
+        if self.isolate and self.target is not None:
+            # A snapshot, so what the attempt does next stays its own until it commits.
+            write_back(copy_context(self.context), self.target)
+        if self.parent is None:
+            self.session.stage(self.writes, self.copies)
+        else:
+            self.parent.absorb(self.writes, self.copies)
+        self.writes = {}
+        self.copies = {}

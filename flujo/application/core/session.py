@@ -1,0 +1,375 @@
+"""The state session of one run: an identity map of referenced values, loaded and saved.
+
+One ``Entry`` per ``(provider_id, key)``: every ``ContextReference`` to that key
+shares it, it is loaded once per run and saved at most once per commit. The
+session holds what the run's committed steps made of each value; step attempts
+keep their own changes in scopes (``flujo.application.core.scope``) until they
+commit into it. Values committed but not yet saved are *staged*; the run loop
+saves them with the step's checkpoint (``flujo.application.core.commit``).
+
+The content hash that catches changes made in place without ``set()`` is taken
+when a step first reads a value (never at hydration, so an untouched reference
+costs nothing whatever its size) and compared once, when the run ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from flujo.application.core.references import find_references, reference_fields
+from flujo.domain.errors import (
+    ConfigurationError,
+    ReferenceNotHydratedError,
+    StateConflictError,
+    StateLoadError,
+    StateSaveError,
+)
+from flujo.domain.interfaces import (
+    Hasher,
+    Serializer,
+    StateProvider,
+    Telemetry,
+    VersionedStateProvider,
+    Write,
+)
+from flujo.domain.models import ContextReference
+
+__all__ = ["Entry", "Key", "MissingProviderPolicy", "StateSession"]
+
+Key = tuple[str, str]
+"""``(provider_id, key)``: the identity of one referenced value."""
+
+MissingProviderPolicy = Literal["error", "warn"]
+"""What a reference to an unregistered provider does: stop the run, or warn and skip it."""
+
+
+class Entry:
+    """One referenced value of the run, shared by every reference to its key."""
+
+    __slots__ = (
+        "digest",
+        "ident",
+        "loaded",
+        "path",
+        "provider",
+        "read",
+        "refs",
+        "session",
+        "tainted",
+        "value",
+        "version",
+        "watch",
+    )
+
+    def __init__(
+        self, session: StateSession, ident: Key, provider: StateProvider[Any], path: str
+    ) -> None:
+        self.session = session
+        self.ident = ident
+        self.provider = provider
+        self.path = path
+        self.value: Any = None
+        self.version: int | None = None
+        """The provider's version of ``value`` (versioned providers), else ``None``."""
+        self.loaded = False
+        self.digest: str | None = None
+        self.read = False
+        self.watch = True
+        self.tainted: str | None = None
+        """Why in-place changes of this value cannot be saved (a failed step read it)."""
+        self.refs: list[ContextReference[Any]] = []
+
+    def publish(self) -> None:
+        """Give every reference object bound to this entry the entry's value."""
+        for ref in self.refs:
+            private: Any = ref.__pydantic_private__
+            private["_value"] = self.value
+            private["_dirty"] = False
+
+    def describe(self) -> str:
+        """``path (provider 'p', key 'k')`` for messages."""
+        return f"{self.path or 'a reference'} (provider {self.ident[0]!r}, key {self.ident[1]!r})"
+
+
+class StateSession:
+    """The referenced values of one run (or of one executor driven by hand)."""
+
+    def __init__(
+        self,
+        providers: Mapping[str, StateProvider[Any]],
+        *,
+        serializer: Serializer,
+        hasher: Hasher,
+        telemetry: Telemetry,
+        on_missing_provider: MissingProviderPolicy = "error",
+        load_timeout_s: float | None = 30.0,
+        save_timeout_s: float | None = 30.0,
+        watch_in_place: bool = True,
+    ) -> None:
+        self.providers = providers
+        self.serializer = serializer
+        self._hasher = hasher
+        self._telemetry = telemetry
+        self._on_missing = on_missing_provider
+        self.load_timeout_s = load_timeout_s
+        self.save_timeout_s = save_timeout_s
+        self.watch_in_place = watch_in_place
+        self.entries: dict[Key, Entry] = {}
+        self.staged: dict[Key, Entry] = {}
+        """Entries whose committed value the provider does not hold yet."""
+        self.hydrated: set[int] = set()
+        """Ids of the contexts whose references are all bound."""
+        self.new_refs = False
+        """A reference was created during a step: the next step looks for it."""
+        self.deferred = False
+        """True while a run loop owns the session: it saves staged values with checkpoints."""
+        self._skipped: set[Key] = set()
+        self._versioned: dict[str, bool] = {}
+
+    # -- finding and loading -------------------------------------------------------------
+
+    def manages(self, context: BaseModel | None) -> bool:
+        """Whether ``context``'s model can hold references (decided once per class)."""
+        return context is not None and bool(reference_fields(type(context)))
+
+    def _provider(self, ident: Key, path: str) -> StateProvider[Any] | None:
+        provider = self.providers.get(ident[0])
+        if provider is not None:
+            return provider
+        registered = ", ".join(repr(p) for p in sorted(self.providers)) or "none"
+        message = (
+            f"{path or 'a context field'} references provider {ident[0]!r} "
+            f"(key {ident[1]!r}), which is not registered; registered providers: {registered}"
+        )
+        if self._on_missing == "error":
+            raise ConfigurationError(
+                message + ". Pass it with Flujo(state_providers={...}) or set "
+                "state.on_missing_provider to 'warn'."
+            )
+        if ident not in self._skipped:
+            self._skipped.add(ident)
+            self._telemetry.warning(message + "; it stays unhydrated.")
+        return None
+
+    def is_versioned(self, provider_id: str, provider: StateProvider[Any]) -> bool:
+        """Whether the provider offers compare-and-swap (checked once per provider id)."""
+        known = self._versioned.get(provider_id)
+        if known is None:
+            known = self._versioned[provider_id] = isinstance(provider, VersionedStateProvider)
+        return known
+
+    def _bind(self, ref: ContextReference[Any], entry: Entry) -> None:
+        private: Any = ref.__pydantic_private__
+        private["_entry"] = entry
+        private["_value"] = entry.value
+        private["_dirty"] = False
+        entry.refs.append(ref)
+        if not ref.watch:
+            entry.watch = False
+
+    async def hydrate(self, context: BaseModel) -> None:
+        """Bind every reference of ``context``; load the keys not loaded yet, concurrently."""
+        self.new_refs = False
+        loads: dict[Key, Entry] = {}
+        for path, ref in find_references(context, with_paths=True):
+            bound = ref.__pydantic_private__["_entry"]  # type: ignore[index]
+            if bound is not None and bound.session is self:
+                continue
+            ident = (ref.provider_id, ref.key)
+            entry = self.entries.get(ident)
+            if entry is None:
+                if ident in self._skipped:
+                    continue
+                provider = self._provider(ident, path)
+                if provider is None:
+                    continue
+                entry = self.entries[ident] = Entry(self, ident, provider, path)
+                loads[ident] = entry
+            self._bind(ref, entry)
+        if loads:
+            try:
+                await _gather_all(self._load(entry) for entry in loads.values())
+            except BaseException:
+                for ident in loads:
+                    del self.entries[ident]
+                raise
+            for entry in loads.values():
+                entry.publish()
+        self.hydrated.add(id(context))
+
+    async def _load(self, entry: Entry) -> None:
+        provider_id, key = entry.ident
+        try:
+            if self.is_versioned(provider_id, entry.provider):
+                versioned = await _deadline(
+                    entry.provider.load_versioned(key),  # type: ignore[attr-defined]
+                    self.load_timeout_s,
+                )
+                entry.value, entry.version = versioned.value, versioned.version
+            else:
+                entry.value = await _deadline(entry.provider.load(key), self.load_timeout_s)
+        except Exception as exc:
+            raise StateLoadError(
+                f"loading {entry.describe()} failed: {_why(exc, self.load_timeout_s)}"
+            ) from exc
+        entry.loaded = True
+
+    def entry_of(self, ref: ContextReference[Any]) -> Entry:
+        """Return the entry ``ref`` points to, binding it when its key is known."""
+        entry = ref.__pydantic_private__["_entry"]  # type: ignore[index]
+        if entry is not None and entry.session is self:
+            return entry  # type: ignore[no-any-return]
+        entry = self.entries.get((ref.provider_id, ref.key))
+        if entry is None:
+            raise ReferenceNotHydratedError(
+                f"ContextReference(provider_id={ref.provider_id!r}, key={ref.key!r}) was "
+                "created during this step and is not loaded yet; flujo loads it before the "
+                "next step (or set() it first)"
+            )
+        self._bind(ref, entry)
+        return entry
+
+    def entry_for_write(self, ref: ContextReference[Any]) -> Entry:
+        """Return the entry ``ref`` points to, creating one (not loaded) for a new key."""
+        try:
+            return self.entry_of(ref)
+        except ReferenceNotHydratedError:
+            ident = (ref.provider_id, ref.key)
+            provider = self._provider(ident, "")
+            if provider is None:
+                raise
+            entry = self.entries[ident] = Entry(self, ident, provider, "")
+            self._bind(ref, entry)
+            return entry
+
+    def first_read(self, entry: Entry) -> None:
+        """Take the content hash that later tells whether the value changed in place."""
+        entry.read = True
+        if self.watch_in_place and entry.watch and entry.value is not None:
+            entry.digest = self.digest(entry.value)
+
+    def digest(self, value: Any) -> str | None:
+        """Content hash of ``value``'s JSON form (``None`` when it has none)."""
+        try:
+            return self._hasher.digest(self.serializer.dumps(value))
+        except (TypeError, ValueError):
+            return None
+
+    # -- committing and saving -----------------------------------------------------------
+
+    def stage(self, writes: Mapping[Key, Any], current: Mapping[Key, Any]) -> None:
+        """Commit a step's changes: ``writes`` (set values) will be saved, ``current`` not."""
+        for ident, value in current.items():
+            entry = self.entries[ident]
+            entry.value = value
+            entry.publish()
+        for ident, value in writes.items():
+            entry = self.entries[ident]
+            entry.value = value
+            entry.read, entry.digest = False, None  # a new object: hashed again if read
+            entry.publish()
+            self.staged[ident] = entry
+
+    def take_staged(self) -> list[Entry]:
+        """Return and forget the staged entries (the caller saves them)."""
+        staged = list(self.staged.values())
+        self.staged.clear()
+        return staged
+
+    async def save(self, entries: Iterable[Entry], writer: str) -> list[Entry]:
+        """Save ``entries``, all keys of one versioned provider in one atomic call.
+
+        Returns the entries whose save landed; raises the first failure after every
+        call has ended (``StateSaveError``, or ``StateConflictError`` for a lost race).
+        """
+        by_provider: dict[str, list[Entry]] = {}
+        for entry in entries:
+            by_provider.setdefault(entry.ident[0], []).append(entry)
+        landed: list[Entry] = []
+        calls: list[Awaitable[None]] = []
+        for provider_id, group in by_provider.items():
+            if self.is_versioned(provider_id, group[0].provider):
+                calls.append(self._save_versioned(group, writer, landed))
+            else:
+                calls.extend(self._save_plain(entry, landed) for entry in group)
+        await _gather_all(calls)
+        return landed
+
+    async def _save_versioned(self, group: list[Entry], writer: str, landed: list[Entry]) -> None:
+        writes = [Write(e.ident[1], e.value, e.version if e.loaded else None, writer) for e in group]
+        provider: Any = group[0].provider
+        try:
+            versions = await _deadline(provider.save_versioned(writes), self.save_timeout_s)
+        except StateConflictError:
+            raise
+        except Exception as exc:
+            names = ", ".join(e.describe() for e in group)
+            raise StateSaveError(
+                f"saving {names} failed: {_why(exc, self.save_timeout_s)}"
+            ) from exc
+        for entry, version in zip(group, versions, strict=True):
+            entry.version, entry.loaded = version, True
+            landed.append(entry)
+
+    async def _save_plain(self, entry: Entry, landed: list[Entry]) -> None:
+        try:
+            await _deadline(entry.provider.save(entry.ident[1], entry.value), self.save_timeout_s)
+        except Exception as exc:
+            raise StateSaveError(
+                f"saving {entry.describe()} failed: {_why(exc, self.save_timeout_s)}"
+            ) from exc
+        landed.append(entry)
+
+    def changed_in_place(self, context: BaseModel | None) -> list[Entry]:
+        """Entries set outside any step, or changed in place since a step first read them."""
+        if context is not None:
+            for _, ref in find_references(context):
+                private: Any = ref.__pydantic_private__
+                entry = private["_entry"]
+                if private["_dirty"] and entry is not None and entry.session is self:
+                    entry.value = private["_value"]  # set() outside a run: the user's value
+                    self.staged[entry.ident] = entry
+        changed = []
+        for entry in self.entries.values():
+            if entry.ident in self.staged or not entry.read or entry.digest is None:
+                continue
+            if self.digest(entry.value) == entry.digest:
+                continue
+            if entry.tainted is not None:
+                self._telemetry.warning(
+                    f"{entry.describe()} changed in place, but {entry.tainted}, so the change "
+                    "is not saved: call .set() to save changes exactly once"
+                )
+                continue
+            changed.append(entry)
+        return [*self.staged.values(), *changed]
+
+
+async def _gather_all(work: Iterable[Awaitable[Any]]) -> list[Any]:
+    """Await everything concurrently; raise the first failure once all have ended."""
+    import asyncio  # not at module level: see runner._run_sync
+
+    outcomes = await asyncio.gather(*work, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return outcomes
+
+
+async def _deadline(call: Awaitable[Any], seconds: float | None) -> Any:
+    if seconds is None:
+        return await call
+    import asyncio
+
+    async with asyncio.timeout(seconds):
+        return await call
+
+
+def _why(exc: BaseException, seconds: float | None) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {seconds} s (state.load_timeout_s / state.save_timeout_s)"
+    return f"{type(exc).__name__}: {exc}"
+
