@@ -29,13 +29,15 @@ class Ticket(PipelineContext):
 
     customer: str = "Ada"
     account_calls: int = 0
-    drafts: int = 0
+    """Changed by every attempt, kept only from the one that succeeded."""
 
 
 class Calls:
-    """How often the cached step's body ran, across runs."""
+    """How often each service was called (outside the context: failed attempts count too)."""
 
     classify = 0
+    account = 0
+    drafts = 0
 
 
 def classify(text: str) -> StepOutput[dict[str, str]]:
@@ -47,16 +49,17 @@ def classify(text: str) -> StepOutput[dict[str, str]]:
 
 def fetch_account(ticket: dict[str, str], *, context: Ticket) -> dict[str, str]:
     """A flaky service: the first two calls of each run fail."""
-    context.account_calls += 1
-    if context.account_calls < 3:
-        raise ConnectionError(f"account service timed out (call {context.account_calls})")
+    Calls.account += 1
+    context.account_calls += 1  # a failed attempt's change is dropped with its attempt
+    if Calls.account < 3:
+        raise ConnectionError(f"account service timed out (call {Calls.account})")
     return {**ticket, "plan": "pro"}
 
 
-def draft_reply(ticket: dict[str, str], *, context: Ticket) -> StepOutput[str]:
+def draft_reply(ticket: dict[str, str]) -> StepOutput[str]:
     """A model call whose first draft of each run forgets to greet the customer."""
-    context.drafts += 1
-    if context.drafts == 1:
+    Calls.drafts += 1
+    if Calls.drafts == 1:
         text = f"Your {ticket['label']} issue on the {ticket['plan']} plan is being handled."
     else:
         text = f"Hi Ada, your {ticket['label']} issue on the {ticket['plan']} plan is handled."
@@ -107,6 +110,8 @@ def main() -> None:
 
     # --- first run: every policy at work ----------------------------------------------
     first = runner.run(ticket)
+    assert first.final_pipeline_context is not None
+    assert first.final_pipeline_context.account_calls == 1  # only the successful attempt's
     print(f"first run: {first.status}, ${first.total_cost_usd:.2f}, {first.total_tokens} tokens")
     print("\n".join(finished))
     print(f"  output: {first.output}")
@@ -122,6 +127,7 @@ def main() -> None:
 
     # --- second run, same ticket: classify comes from the cache ------------------------
     finished.clear()
+    Calls.account = Calls.drafts = 0
     second = runner.run(ticket)
     print(f"\nsecond run: {second.status}, ${second.total_cost_usd:.2f}")
     print("\n".join(finished))
@@ -133,6 +139,7 @@ def main() -> None:
     finished.clear()
     budget = UsageLimits(total_cost_usd_limit=0.03)
     tight = Flujo(build_pipeline(), context_model=Ticket, usage_limits=budget, persist_state=False)
+    Calls.account = Calls.drafts = 0
     stopped = tight.run("Where is my invoice?")
     print(f"\nwith a $0.03 budget: {stopped.status}: {stopped.error}")
     print(f"  steps run: {[r.name for r in stopped.step_history]}")

@@ -148,7 +148,8 @@ class RecordingStateBackend(InMemoryBackend):
     """flujo's in-memory ``StateBackend`` that also logs each write into ``events``.
 
     Entries: ``("save_run", status, step_index)`` and
-    ``("checkpoint", status, step_index, step_name)``. Every record written
+    ``("checkpoint", status, step_index, step_name)`` (status ``pending`` for a record
+    written before its step's saves). Every record written
     (run headers and step records) is kept in ``records``, in order.
     """
 
@@ -163,7 +164,7 @@ class RecordingStateBackend(InMemoryBackend):
         await super().save_run(run)
 
     async def checkpoint(self, step: StepRecord) -> None:
-        status = "running" if step.success else "failed"
+        status = "pending" if step.pending else "running" if step.success else "failed"
         completed = step.index + 1 if step.success else step.index
         self.events.append(("checkpoint", status, completed, step.name))
         self.records.append(step)

@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, get_args, get_origin
 
-
 __all__ = ["Reducer", "append", "field_reducers"]
 
 

@@ -884,9 +884,11 @@ async def test_saves_happen_before_the_checkpoint_that_follows_them() -> None:
     order = kinds(events)
     saves = [i for i, e in enumerate(order) if e[0] == "save"]
     assert len(saves) == 2
+    # The set() of "write": a pending checkpoint, the save, then the committed checkpoint.
+    pending = order.index(("checkpoint", "pending", 1, "write"))
     write_checkpoint = order.index(("checkpoint", "running", 1, "write"))
     final_header = order.index(("save_run", "completed", 3))
-    assert order.index(("step", "write")) < saves[0] < write_checkpoint
+    assert order.index(("step", "write")) < pending < saves[0] < write_checkpoint
     assert order.index(("checkpoint", "running", 3, "last")) < saves[1] < final_header
     assert kg.data["graph"] == ["a", "b", "c"]
 

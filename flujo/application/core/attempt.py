@@ -104,8 +104,13 @@ async def run_attempts(
         span = executor.span(step, done.attempts, cache_hit=False)
         try:
             output = await _attempt(
-                executor, step, data, context if scope is None else scope.context, resources,
-                done, scope,
+                executor,
+                step,
+                data,
+                context if scope is None else scope.context,
+                resources,
+                done,
+                scope,
             )
         except Exception as exc:
             if scope is not None:

@@ -234,7 +234,6 @@ async def _map(
     history: list[StepResult],
     progress: Progress | None,
 ) -> list[Any]:
-    import asyncio  # not at module level: keeps `import flujo` light (see runner._run_sync)
 
     items = await _items(step, data, context)
     outputs: dict[int, Any] = {}
@@ -271,41 +270,68 @@ async def _map(
                 break
             await record()
     else:
-        gate, lock = asyncio.Semaphore(step.concurrency), asyncio.Lock()
-        base = copy_context(context)
-        merger = Merger(step.name, "map")
-        finished: dict[int, tuple[Scope, Any]] = {}
-        order = [i for i, _ in todo]
-
-        async def one(index: int, item: Any) -> None:
-            async with gate:
-                if failed:
-                    return  # a failure stops new items from starting
-                child = Scope(executor.session, scope, f"item {index}", base, isolate=True)
-                token = ACCESS.set(child)
-                try:
-                    out = await run_item(index, item, child.context)
-                except ControlFlowError:
-                    return
-                finally:
-                    ACCESS.reset(token)
-                finished[index] = (child, out)
-            async with lock:  # items commit in index order, each after those before it
-                committed = False
-                while order and order[0] in finished and not failed:
-                    position = order.pop(0)
-                    child, out = finished.pop(position)
-                    merger.merge(f"item {position}", child, base, scope, context)
-                    outputs[position] = out
-                    committed = True
-                if committed:
-                    await record()
-
-        await _all_or_nothing(one(i, item) for i, item in todo)
+        await _map_concurrently(
+            executor, step, todo, context, scope, outputs, failed, run_item, record
+        )
     history.extend(results[i] for i in sorted(results))
     if failed:
         raise ControlFlowError(f"map_over {step.name!r}: {failed[0]}")
     return [outputs[i] for i in range(len(items))]
+
+
+async def _map_concurrently(
+    executor: ExecutorCore,
+    step: MapStep,
+    todo: list[tuple[int, Any]],
+    context: BaseModel | None,
+    scope: Scope | None,
+    outputs: dict[int, Any],
+    failed: list[str],
+    run_item: Callable[[int, Any, Any], Awaitable[Any]],
+    record: Callable[[], Awaitable[None]],
+) -> None:
+    """Run items ``step.concurrency`` at a time, each on its own copy; commit in index order."""
+    import asyncio
+
+    gate, lock = asyncio.Semaphore(step.concurrency), asyncio.Lock()
+    base = copy_context(context)
+    merger = Merger(step.name, "map")
+    finished: dict[int, tuple[Scope, Any]] = {}
+    order = [i for i, _ in todo]
+
+    def commit(position: int) -> None:
+        child, out = finished.pop(position)
+        merger.merge(str(position), child, base, scope, context)
+        outputs[position] = out
+
+    async def one(index: int, item: Any) -> None:
+        async with gate:
+            if failed:
+                return  # a failure stops new items from starting
+            child = Scope(executor.session, scope, f"item {index}", base, isolate=True)
+            token = ACCESS.set(child)
+            try:
+                out = await run_item(index, item, child.context)
+            except ControlFlowError:
+                return
+            finally:
+                ACCESS.reset(token)
+            finished[index] = (child, out)
+        async with lock:  # items commit in index order, each after those before it
+            committed = False
+            while order and order[0] in finished and not failed:
+                commit(order.pop(0))
+                committed = True
+            if committed:
+                await record()
+
+    await _all_or_nothing(one(i, item) for i, item in todo)
+    if finished:
+        # An item failed: those that finished after it still commit, in index order, so
+        # neither a resume nor a retry redoes their work.
+        for position in sorted(finished):
+            commit(position)
+        await record()
 
 
 def _summary(
@@ -325,7 +351,7 @@ def _summary(
 
 
 def _read_only(step: ParallelStep, branch: str, context: BaseModel | None) -> dict[Key, str]:
-    """The references a branch may only read: all but those ``reference_writers`` gives it."""
+    """Return the references a branch may only read (all but its ``reference_writers``)."""
     if context is None:
         return {}
     denied: dict[Key, str] = {}
@@ -384,7 +410,9 @@ async def _parallel(
         raise ControlFlowError(f"parallel {step.name!r}: branch {failures[0].feedback}")
     succeeded = [name for name in step.branches if results[name].success]
     merger = Merger(step.name, "parallel")
-    for name in succeeded:
-        merger.merge(f"branch {name}", children[name], base, scope, context)
+    # Every branch is checked before any is applied: a conflict leaves the context as it was.
+    changes = [merger.prepare(name, children[name], base, scope) for name in succeeded]
+    for change in changes:
+        merger.apply(change, scope, context)
     outputs = {name: results[name].output for name in succeeded}
     return outputs if step.merge is None else await _call(step.merge, outputs)

@@ -10,6 +10,7 @@ dropped with the attempt's scope.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import inspect
 import threading
@@ -80,10 +81,9 @@ def _on_daemon_thread(step: Step[Any, Any], data: Any, context: Any, resources: 
             outcome, error = run_in.run(_call_in_thread, step, data, context, resources), None
         except BaseException as exc:  # handed to the awaiting task
             outcome, error = None, exc
-        try:
+        # RuntimeError: the loop has closed, the run ended without this thread.
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle, outcome, error)
-        except RuntimeError:
-            pass  # the loop has closed: the run ended without this thread
 
     threading.Thread(target=work, name=f"flujo-step-{step.name}", daemon=True).start()
     return future

@@ -72,11 +72,15 @@ def diff_context(base: BaseModel, new: BaseModel) -> list[Op]:
     out: list[Op] = []
     for name in type(base).model_fields:
         before, after = getattr(base, name), getattr(new, name)
-        if name in reducers and isinstance(before, list) and isinstance(after, list):
-            if after[: len(before)] == before:
-                if len(after) > len(before):
-                    out.append(Op((name,), "append", after[len(before) :]))
-                continue
+        if (
+            name in reducers
+            and isinstance(before, list)
+            and isinstance(after, list)
+            and after[: len(before)] == before
+        ):
+            if len(after) > len(before):
+                out.append(Op((name,), "append", after[len(before) :]))
+            continue
         _diff(before, after, (name,), out)
     return out
 
@@ -103,7 +107,9 @@ def _apply(context: BaseModel, op: Op) -> None:
 
 
 def _text(path: Path) -> str:
-    return path[0] + "".join(f"[{p!r}]" if not isinstance(p, str) else f"[{p!r}]" for p in path[1:])
+    if len(path) == 1:
+        return f"context field {path[0]!r}"
+    return f"context path {path[0]}" + "".join(f"[{part!r}]" for part in path[1:])
 
 
 @dataclass
@@ -119,9 +125,13 @@ class Merger:
     refs: dict[Key, tuple[str, Any]] = field(default_factory=dict)
 
     def _conflict(self, first: str, second: str, what: str) -> MergeConflictError:
-        error = ParallelConflictError if self.kind == "parallel" else MergeConflictError
-        return error(
-            f"{self.kind} {self.owner!r}: {first!r} and {second!r} both changed {what} "
+        if self.kind == "parallel":
+            return ParallelConflictError(
+                f"parallel {self.owner!r}: branches {first!r} and {second!r} both changed "
+                f"{what}, to different values"
+            )
+        return MergeConflictError(
+            f"map_over {self.owner!r}: items {first} and {second} both changed {what}, "
             "to different values"
         )
 
@@ -129,9 +139,9 @@ class Merger:
         if op.kind == "append":
             return  # appends of a reducer field combine; a set of the field still conflicts
         known = self.paths.get(op.path)
-        if known is not None and known[0] != writer:
-            if not (known[1].kind == op.kind and _same(known[1].value, op.value)):
-                raise self._conflict(known[0], writer, _text(op.path))
+        same = known is not None and known[1].kind == op.kind and _same(known[1].value, op.value)
+        if known is not None and known[0] != writer and not same:
+            raise self._conflict(known[0], writer, _text(op.path))
         for cut in range(1, len(op.path)):
             above = self.paths.get(op.path[:cut])
             if above is not None and above[0] != writer and above[1].kind != "append":
@@ -140,32 +150,61 @@ class Merger:
         if below is not None and below != writer:
             raise self._conflict(below, writer, _text(op.path))
 
-    def merge(self, writer: str, child: Scope, base: BaseModel | None, parent: Scope | None,
-              target: BaseModel | None) -> None:
-        """Check ``child``'s changes against earlier children's, then apply them."""
+    def prepare(
+        self, writer: str, child: Scope, base: BaseModel | None, parent: Scope | None
+    ) -> Change:
+        """Check ``child``'s changes against those prepared before; return them to apply."""
         ops = [] if base is None or child.context is None else diff_context(base, child.context)
         for op in ops:
             self._check(writer, op)
-        ref_changes = dict(child.writes)
+        refs = dict(child.writes)
         for ident, value in child.copies.items():
             found, before = (False, None) if parent is None else parent.visible(ident)
             if not found:
                 before = child.session.entries[ident].value
             if not _same(before, value):
-                ref_changes[ident] = value  # changed in place on its copy
-        for ident, value in ref_changes.items():
+                refs[ident] = value  # changed in place on its copy
+        for ident, value in refs.items():
             known = self.refs.get(ident)
             if known is not None and known[0] != writer and not _same(known[1], value):
-                raise self._conflict(known[0], writer, f"reference {ident[0]}:{ident[1]}")
+                raise self._conflict(
+                    known[0], writer, f"reference (provider {ident[0]!r}, key {ident[1]!r})"
+                )
         for op in ops:
             self.paths[op.path] = (writer, op)
             for cut in range(1, len(op.path)):
                 self.inner.setdefault(op.path[:cut], writer)
-            if target is not None:
-                _apply(target, op)
-        for ident, value in ref_changes.items():
+        for ident, value in refs.items():
             self.refs[ident] = (writer, value)
+        return Change(child, ops, refs)
+
+    @staticmethod
+    def apply(change: Change, parent: Scope | None, target: BaseModel | None) -> None:
+        """Apply prepared changes to the parent scope and context."""
+        if target is not None:
+            for op in change.ops:
+                _apply(target, op)
         if parent is not None:
-            parent.absorb(ref_changes, {})
-        else:
-            child.session.stage(ref_changes, {})
+            parent.absorb(change.refs, {})
+        elif change.refs:
+            change.child.session.stage(change.refs, {})
+
+    def merge(
+        self,
+        writer: str,
+        child: Scope,
+        base: BaseModel | None,
+        parent: Scope | None,
+        target: BaseModel | None,
+    ) -> None:
+        """Check ``child``'s changes against earlier children's, then apply them."""
+        self.apply(self.prepare(writer, child, base, parent), parent, target)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One child's checked changes, ready to apply."""
+
+    child: Scope
+    ops: list[Op]
+    refs: dict[Key, Any]

@@ -13,8 +13,7 @@ from flujo.application.core.control_flow import PROGRESS, Progress
 from flujo.application.core.executor_core import ExecutorCore
 from flujo.application.core.scope import Scope
 from flujo.domain.dsl.pipeline import Pipeline
-from flujo.domain.dsl.step import HumanStep
-from flujo.domain.dsl.step import Step
+from flujo.domain.dsl.step import HumanStep, Step
 from flujo.domain.errors import PipelineAbortSignal, StateError
 from flujo.domain.events import (
     Hook,

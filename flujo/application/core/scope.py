@@ -127,8 +127,11 @@ class Scope:
     def write(self, ref: ContextReference[Any], value: Any) -> None:
         """Record a ``set()``: saved when the attempt commits, dropped if it fails."""
         ident = (ref.provider_id, ref.key)
-        if self.read_only is not None and ident in self.read_only:
-            raise ReferenceNotWritableError(self.read_only[ident])
+        scope: Scope | None = self
+        while scope is not None:  # a branch's restriction holds for the steps inside it
+            if scope.read_only is not None and ident in scope.read_only:
+                raise ReferenceNotWritableError(scope.read_only[ident])
+            scope = scope.parent
         self.session.entry_for_write(ref)
         self.writes[ident] = value
         self.copies.pop(ident, None)

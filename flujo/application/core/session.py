@@ -299,7 +299,9 @@ class StateSession:
         return landed
 
     async def _save_versioned(self, group: list[Entry], writer: str, landed: list[Entry]) -> None:
-        writes = [Write(e.ident[1], e.value, e.version if e.loaded else None, writer) for e in group]
+        writes = [
+            Write(e.ident[1], e.value, e.version if e.loaded else None, writer) for e in group
+        ]
         provider: Any = group[0].provider
         try:
             versions = await _deadline(provider.save_versioned(writes), self.save_timeout_s)
@@ -372,4 +374,3 @@ def _why(exc: BaseException, seconds: float | None) -> str:
     if isinstance(exc, TimeoutError):
         return f"no answer within {seconds} s (state.load_timeout_s / state.save_timeout_s)"
     return f"{type(exc).__name__}: {exc}"
-
