@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 from pydantic import ValidationError
 
 from flujo.application.core.factories import BackendFactory, ExecutorFactory, merge_registries
+from flujo.application.core.pending import OnPending, settle_pending
 from flujo.application.core.pipeline_run import RunParts, RunPlan, RunStart, execute_run
 from flujo.application.core.resume import MISSING, restore, run_info
 from flujo.domain.dsl.pipeline import Pipeline
@@ -254,28 +255,45 @@ class Flujo(Generic[InT, OutT, ContextT]):
         run: str | PipelineResult[Any],
         *,
         human_input: Any = MISSING,
+        on_pending: OnPending | None = None,
     ) -> PipelineResult[ContextT]:
         """Continue a stored run (crashed, failed or paused) after its last completed step.
 
         A paused run needs ``human_input``, checked against its step's
         ``input_model`` (``HumanInputError`` leaves the run paused). References are
-        hydrated again from their providers.
+        hydrated again from their providers. A step stopped while saving its
+        references is settled first; when flujo cannot tell whether its saves
+        landed it raises ``StateConflictError`` unless ``on_pending`` says to
+        ``"rerun"`` the step or ``"accept"`` it as recorded.
         """
+        if on_pending not in (None, "rerun", "accept"):
+            raise ConfigurationError(
+                f"on_pending must be 'rerun', 'accept' or None, got {on_pending!r}"
+            )
         run_id = run.run_id if isinstance(run, PipelineResult) else run
         state_backend = self._durable_backend("resume_async")
         record = await state_backend.load_run(run_id)
         if record is None:
             raise RunNotFoundError(f"no run {run_id!r} in this runner's state backend")
         parts = self._parts()
-        start = restore(
+        record, steps, settled = await settle_pending(
             record,
             await state_backend.load_steps(run_id),
+            providers=self.state_providers,
+            backend=state_backend,
+            serializer=parts.serializer,
+            on_pending=on_pending,
+        )
+        start = restore(
+            record,
+            steps,
             pipeline=self.pipeline,
             pipeline_name=self._plan.pipeline_name,
             context_model=self.context_model,
             serializer=parts.serializer,
             human_input=human_input,
         )
+        start.settled = settled
         return await execute_run(self._plan, parts, start)
 
     async def list_runs(self, *, status: RunStatus | None = None, limit: int = 50) -> list[RunInfo]:
@@ -323,10 +341,16 @@ class Flujo(Generic[InT, OutT, ContextT]):
         )
 
     def resume(
-        self, run: str | PipelineResult[Any], *, human_input: Any = MISSING
+        self,
+        run: str | PipelineResult[Any],
+        *,
+        human_input: Any = MISSING,
+        on_pending: OnPending | None = None,
     ) -> PipelineResult[ContextT]:
         """Resume synchronously (see ``resume_async``)."""
-        return _run_sync(self._closing(self.resume_async(run, human_input=human_input)))
+        return _run_sync(
+            self._closing(self.resume_async(run, human_input=human_input, on_pending=on_pending))
+        )
 
     async def _closing(self, work: Awaitable[R]) -> R:
         # The sync door's event loop ends with the call, so loop-bound connections go too.

@@ -46,12 +46,12 @@ async def save_staged(
     while owed:
         attempt += 1
         try:
-            done.extend(await session.save(owed, writer))
+            await session.save(owed, writer, done)
             return
         except StateConflictError:
             raise  # another writer got there first: saving again would overwrite it
         except StateError:
-            owed = [entry for entry in owed if entry not in done and not _saved(entry, done)]
+            owed = [entry for entry in owed if not _saved(entry, done)]
             if attempt > config.max_retries:
                 raise
             await backoff(config, attempt)

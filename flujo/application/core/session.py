@@ -279,16 +279,18 @@ class StateSession:
         self.staged.clear()
         return staged
 
-    async def save(self, entries: Iterable[Entry], writer: str) -> list[Entry]:
+    async def save(
+        self, entries: Iterable[Entry], writer: str, landed: list[Entry] | None = None
+    ) -> None:
         """Save ``entries``, all keys of one versioned provider in one atomic call.
 
-        Returns the entries whose save landed; raises the first failure after every
-        call has ended (``StateSaveError``, or ``StateConflictError`` for a lost race).
+        ``landed`` collects the entries whose save landed; the first failure is raised
+        after every call has ended (``StateSaveError``, or ``StateConflictError``).
         """
         by_provider: dict[str, list[Entry]] = {}
         for entry in entries:
             by_provider.setdefault(entry.ident[0], []).append(entry)
-        landed: list[Entry] = []
+        landed = [] if landed is None else landed
         calls: list[Awaitable[None]] = []
         for provider_id, group in by_provider.items():
             if self.is_versioned(provider_id, group[0].provider):
@@ -296,7 +298,6 @@ class StateSession:
             else:
                 calls.extend(self._save_plain(entry, landed) for entry in group)
         await _gather_all(calls)
-        return landed
 
     async def _save_versioned(self, group: list[Entry], writer: str, landed: list[Entry]) -> None:
         writes = [
