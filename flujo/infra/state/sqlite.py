@@ -11,40 +11,12 @@ from typing import Any, TypeVar
 from flujo.domain.errors import StateBackendError
 from flujo.domain.interfaces import RunRecord, StepRecord
 from flujo.domain.models import RunStatus
+from flujo.infra.sqlite_layout import LAYOUT_VERSION, MIGRATIONS, RUN_TABLES
 from flujo.infra.sqlite_worker import SQLiteWorker, transaction
 
 __all__ = ["SQLiteBackend"]
 
 R = TypeVar("R")
-
-_LAYOUT_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS flujo_runs (
-    run_id TEXT PRIMARY KEY,
-    pipeline_name TEXT NOT NULL,
-    pipeline_version TEXT NOT NULL,
-    status TEXT NOT NULL,
-    step_index INTEGER NOT NULL,
-    input BLOB NOT NULL,
-    context BLOB NOT NULL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    error TEXT,
-    pause_message TEXT,
-    schema_version INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS flujo_runs_by_update ON flujo_runs (updated_at);
-CREATE TABLE IF NOT EXISTS flujo_steps (
-    run_id TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    success INTEGER NOT NULL,
-    result BLOB NOT NULL,
-    context BLOB NOT NULL,
-    recorded_at REAL NOT NULL,
-    PRIMARY KEY (run_id, idx)
-) WITHOUT ROWID;
-"""
 
 # Columns in RunRecord's field order, so a row is dataclasses.astuple(run).
 _RUN_COLUMNS = ", ".join(field.name for field in dataclasses.fields(RunRecord))
@@ -52,7 +24,8 @@ _RUN_COLUMNS = ", ".join(field.name for field in dataclasses.fields(RunRecord))
 _CURRENT_RUN = (
     "SELECT r.run_id, r.pipeline_name, r.pipeline_version, r.status,"
     " CASE WHEN r.status = 'running' THEN COALESCE("
-    "(SELECT SUM(s.success) FROM flujo_steps s WHERE s.run_id = r.run_id), r.step_index)"
+    "(SELECT SUM(s.success AND NOT s.pending) FROM flujo_steps s WHERE s.run_id = r.run_id),"
+    " r.step_index)"
     " ELSE r.step_index END AS step_index,"
     " r.input, r.context, r.created_at,"
     " CASE WHEN r.status = 'running' THEN max(r.updated_at, COALESCE("
@@ -66,12 +39,27 @@ _UPSERT_RUN = (
 )
 _INSERT_STEP = (
     "INSERT OR REPLACE INTO flujo_steps"
-    " (run_id, idx, name, success, result, context, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " (run_id, idx, name, success, result, context, recorded_at, pending)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SELECT_STEPS = (
-    "SELECT run_id, idx, name, success, result, context, recorded_at FROM flujo_steps"
+    "SELECT run_id, idx, name, success, result, context, recorded_at, pending FROM flujo_steps"
     " WHERE run_id = ? ORDER BY idx"
 )
+
+
+def _step_row(step: StepRecord) -> tuple[object, ...]:
+    """Return the ``flujo_steps`` row of a step record."""
+    return (
+        step.run_id,
+        step.index,
+        step.name,
+        int(step.success),
+        step.result,
+        step.context,
+        step.recorded_at,
+        int(step.pending),
+    )
 
 
 def _record(row: Sequence[Any]) -> RunRecord:
@@ -93,11 +81,14 @@ def _record(row: Sequence[Any]) -> RunRecord:
 
 
 class SQLiteBackend:
-    """A ``StateBackend`` in one SQLite file; the file and its folder are made on first use."""
+    """A ``StateBackend`` in one SQLite file; the file and its folder are made on first use.
+
+    A file of an older layout is migrated in place on first use; a newer one is refused.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._worker = SQLiteWorker(self.path, _SCHEMA, _LAYOUT_VERSION)
+        self._worker = SQLiteWorker(self.path, RUN_TABLES, LAYOUT_VERSION, migrations=MIGRATIONS)
 
     async def _run(self, what: str, fn: Callable[[sqlite3.Connection], R]) -> R:
         try:
@@ -112,15 +103,7 @@ class SQLiteBackend:
 
     async def checkpoint(self, step: StepRecord) -> None:
         """Append the step record: one row, one transaction."""
-        row = (
-            step.run_id,
-            step.index,
-            step.name,
-            int(step.success),
-            step.result,
-            step.context,
-            step.recorded_at,
-        )
+        row = _step_row(step)
         await self._run(
             f"checkpoint of run {step.run_id!r} at step {step.index}",
             lambda c: c.execute(_INSERT_STEP, row),
@@ -149,6 +132,7 @@ class SQLiteBackend:
                 result=bytes(r[4]),
                 context=bytes(r[5]),
                 recorded_at=r[6],
+                pending=bool(r[7]),
             )
             for r in rows
         ]
