@@ -48,3 +48,17 @@ class TestSQLiteProvider(VersionedStateProviderContract):
     @pytest.fixture
     def provider_factory(self, tmp_path: Path) -> Callable[[], SQLiteStateProvider]:
         return functools.partial(SQLiteStateProvider, tmp_path / "state.db")
+
+
+class TestSQLiteBackendProvider(VersionedStateProviderContract):
+    """A provider sharing the backend's connection; the racing processes open the file alone."""
+
+    @pytest.fixture
+    async def provider(self, tmp_path: Path) -> AsyncIterator[SQLiteStateProvider]:
+        backend = SQLiteBackend(tmp_path / "runs.db")
+        yield backend.provider(namespace="kit")
+        await backend.close()
+
+    @pytest.fixture
+    def provider_factory(self, tmp_path: Path) -> Callable[[], SQLiteStateProvider]:
+        return functools.partial(SQLiteStateProvider, tmp_path / "runs.db", namespace="kit")
