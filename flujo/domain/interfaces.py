@@ -255,7 +255,8 @@ class StateBackend(Protocol):
     record and touches nothing else, so what a step writes does not grow with
     the run's length. For a run whose header says ``running``, ``load_run`` and
     ``list_runs`` report ``step_index`` as the number of successful step
-    records and ``updated_at`` as the latest of the header's and the records'.
+    records that are not pending, and ``updated_at`` as the latest of the
+    header's and the records'. ``StepRecord.pending`` is stored and loaded as is.
     Failures raise ``StateBackendError``.
     """
 

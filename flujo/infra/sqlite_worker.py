@@ -8,6 +8,9 @@ connection, or another connection holds the write lock: the worker retries for
 up to ``timeout_s``). WAL checkpoints, which may fsync, always run on the worker.
 The worker belongs to a ``ThreadPoolExecutor``, whose idle thread ends at
 interpreter exit even if the owner was never closed.
+
+A file whose ``PRAGMA user_version`` is older than the owner's layout is migrated
+in place, in one transaction, by the owner's ``migrations``; a newer one is refused.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["SQLiteWorker", "transaction"]
+__all__ = ["SQLiteWorker", "in_transaction", "transaction"]
 
 R = TypeVar("R")
 
@@ -43,10 +46,19 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 class SQLiteWorker:
     """Runs functions of one ``sqlite3.Connection``, opened lazily, one call at a time."""
 
-    def __init__(self, path: Path, schema: str, version: int, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        schema: str,
+        version: int,
+        timeout_s: float = 30.0,
+        *,
+        migrations: Mapping[int, Callable[[sqlite3.Connection], None]] | None = None,
+    ) -> None:
         self.path = path
         self._schema = schema
         self._version = version
+        self._migrations = dict(migrations or {})
         self._timeout_s = timeout_s
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -76,19 +88,39 @@ class SQLiteWorker:
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA wal_autocheckpoint=0")
                 conn.executescript(self._schema)
-                found = conn.execute("PRAGMA user_version").fetchone()[0]
-                break
+                self._check_layout(conn)
+                return
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.005)
+
+    def _check_layout(self, conn: sqlite3.Connection) -> None:
+        """Stamp a new file, migrate an older layout in place, refuse any other."""
+        found = conn.execute("PRAGMA user_version").fetchone()[0]
+        if found == self._version:
+            return
         if found == 0:
             conn.execute(f"PRAGMA user_version = {int(self._version)}")
-        elif found != self._version:
+            return
+        if not 0 < found < self._version or any(
+            v not in self._migrations for v in range(found, self._version)
+        ):
             raise sqlite3.DatabaseError(
                 f"the file has layout version {found}, this flujo reads version "
                 f"{self._version}; use another file"
             )
+
+        def migrate(conn: sqlite3.Connection) -> None:
+            # Read again under the write lock: another connection may have migrated it.
+            now = conn.execute("PRAGMA user_version").fetchone()[0]
+            if now >= self._version:
+                return
+            for version in range(now, self._version):
+                self._migrations[version](conn)
+            conn.execute(f"PRAGMA user_version = {int(self._version)}")
+
+        in_transaction(conn, migrate)
 
     def _worker(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -159,13 +191,24 @@ class SQLiteWorker:
         executor.shutdown(wait=False)
 
 
-def transaction(conn: sqlite3.Connection, statements: list[tuple[str, tuple[object, ...]]]) -> None:
-    """Run ``statements`` as one transaction, rolling back on any error."""
+def in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], R]) -> R:
+    """Run ``fn(conn)`` in one ``BEGIN IMMEDIATE`` transaction, rolling back on any error."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        result = fn(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+def transaction(conn: sqlite3.Connection, statements: list[tuple[str, tuple[object, ...]]]) -> None:
+    """Run ``statements`` as one transaction, rolling back on any error."""
+
+    def run_all(conn: sqlite3.Connection) -> None:
         for sql, params in statements:
             conn.execute(sql, params)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+
+    in_transaction(conn, run_all)

@@ -1,4 +1,9 @@
-"""The behaviour every ``StateBackend`` must have, as a pytest base class."""
+"""The behaviour every ``StateBackend`` must have, as a pytest base class.
+
+It covers round trips, append-only checkpoints and the progress of running runs
+(failed and pending step records do not count as completed), listing, deleting,
+pruning, large payloads, close-and-reuse and concurrent runs.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +48,7 @@ def make_step(
     result: bytes = b"{}",
     success: bool = True,
     recorded_at: float = 2000.0,
+    pending: bool = False,
 ) -> StepRecord:
     """Return a step record for tests."""
     return StepRecord(
@@ -53,6 +59,7 @@ def make_step(
         result=result,
         context=b'{"index":%d}' % index,
         recorded_at=recorded_at,
+        pending=pending,
     )
 
 
@@ -107,6 +114,38 @@ class StateBackendContract:
         loaded = await backend.load_run("r1")
         assert loaded is not None and loaded.step_index == 1
         assert [s.success for s in await backend.load_steps("r1")] == [True, False]
+
+    @pytest.mark.asyncio
+    async def test_a_pending_step_loads_back_pending(self, backend: StateBackend) -> None:
+        await backend.save_run(make_run("r1"))
+        await backend.checkpoint(make_step("r1", 0))
+        await backend.checkpoint(make_step("r1", 1, pending=True))
+        steps = list(await backend.load_steps("r1"))
+        assert steps == [make_step("r1", 0), make_step("r1", 1, pending=True)]
+        assert [s.pending for s in steps] == [False, True]
+
+    @pytest.mark.asyncio
+    async def test_a_pending_step_is_not_counted_as_completed(self, backend: StateBackend) -> None:
+        await backend.save_run(make_run("r1"))
+        await backend.checkpoint(make_step("r1", 0))
+        await backend.checkpoint(make_step("r1", 1, pending=True))
+        loaded = await backend.load_run("r1")
+        assert loaded is not None and loaded.step_index == 1
+        listed = await backend.list_runs(status="running", limit=5)
+        assert [(r.run_id, r.step_index) for r in listed] == [("r1", 1)]
+
+    @pytest.mark.asyncio
+    async def test_checkpointing_a_pending_step_again_commits_it(
+        self, backend: StateBackend
+    ) -> None:
+        await backend.save_run(make_run("r1"))
+        await backend.checkpoint(make_step("r1", 0, pending=True, result=b'{"try":1}'))
+        await backend.checkpoint(make_step("r1", 0, result=b'{"try":1}', recorded_at=2001.0))
+        (step,) = await backend.load_steps("r1")
+        assert step == make_step("r1", 0, result=b'{"try":1}', recorded_at=2001.0)
+        loaded = await backend.load_run("r1")
+        assert loaded is not None
+        assert (loaded.step_index, loaded.updated_at) == (1, 2001.0)
 
     @pytest.mark.asyncio
     async def test_a_finished_run_reports_its_header(self, backend: StateBackend) -> None:

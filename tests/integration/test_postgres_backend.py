@@ -10,7 +10,7 @@ from pydantic import Field
 from flujo import Flujo, PipelineContext, Step
 from flujo.containers import FlujoContainer
 from flujo.state import PostgresBackend
-from flujo.testing import StateBackendContract
+from flujo.testing import StateBackendContract, make_run, make_step
 from tests.integration.postgres import postgres_dsn
 
 
@@ -19,6 +19,54 @@ class TestPostgresBackend(StateBackendContract):
     async def backend(self) -> AsyncIterator[PostgresBackend]:
         backend = PostgresBackend(await postgres_dsn())  # each call starts from empty tables
         yield backend
+        await backend.close()
+
+
+# The step table as flujo made it before step records could be pending.
+STEPS_WITHOUT_PENDING = """
+CREATE TABLE flujo_runs (
+    run_id TEXT PRIMARY KEY, pipeline_name TEXT NOT NULL, pipeline_version TEXT NOT NULL,
+    status TEXT NOT NULL, step_index INTEGER NOT NULL, input BYTEA NOT NULL,
+    context BYTEA NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL, error TEXT, pause_message TEXT,
+    schema_version INTEGER NOT NULL
+);
+CREATE TABLE flujo_steps (
+    run_id TEXT NOT NULL REFERENCES flujo_runs (run_id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL, name TEXT NOT NULL, success BOOLEAN NOT NULL,
+    result BYTEA NOT NULL, context BYTEA NOT NULL, recorded_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (run_id, idx)
+);
+"""
+
+
+async def test_tables_made_before_pending_steps_get_the_column() -> None:
+    import asyncpg
+
+    dsn = await postgres_dsn()
+    run, step = make_run("old"), make_step("old", 0)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(STEPS_WITHOUT_PENDING)
+        await conn.execute(
+            "INSERT INTO flujo_runs VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, 1)",
+            run.run_id, run.pipeline_name, run.pipeline_version, run.status, run.step_index,
+            run.input, run.context, run.created_at, run.updated_at,
+        )  # fmt: skip
+        await conn.execute(
+            "INSERT INTO flujo_steps VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            step.run_id, step.index, step.name, step.success, step.result, step.context,
+            step.recorded_at,
+        )  # fmt: skip
+    finally:
+        await conn.close()
+    backend = PostgresBackend(dsn)
+    try:
+        assert list(await backend.load_steps("old")) == [step]
+        await backend.checkpoint(make_step("old", 1, pending=True))
+        loaded = await backend.load_run("old")
+        assert loaded is not None and loaded.step_index == 1
+    finally:
         await backend.close()
 
 

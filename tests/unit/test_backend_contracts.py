@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from flujo.providers import InMemoryStateProvider, SQLiteStateProvider
 from flujo.state import InMemoryBackend, SQLiteBackend
-from flujo.testing import StateBackendContract, StateProviderContract
+from flujo.testing import StateBackendContract, VersionedStateProviderContract
 
 
 class TestInMemoryBackend(StateBackendContract):
@@ -27,15 +28,37 @@ class TestSQLiteBackend(StateBackendContract):
         await backend.close()
 
 
-class TestInMemoryProvider(StateProviderContract):
+class TestInMemoryProvider(VersionedStateProviderContract):
     @pytest.fixture
     def provider(self) -> InMemoryStateProvider[Any]:
         return InMemoryStateProvider()
 
+    @pytest.fixture
+    def provider_factory(self) -> None:
+        return None  # values live in this process's memory
 
-class TestSQLiteProvider(StateProviderContract):
+
+class TestSQLiteProvider(VersionedStateProviderContract):
     @pytest.fixture
     async def provider(self, tmp_path: Path) -> AsyncIterator[SQLiteStateProvider]:
         provider = SQLiteStateProvider(tmp_path / "state.db")
         yield provider
         await provider.close()
+
+    @pytest.fixture
+    def provider_factory(self, tmp_path: Path) -> Callable[[], SQLiteStateProvider]:
+        return functools.partial(SQLiteStateProvider, tmp_path / "state.db")
+
+
+class TestSQLiteBackendProvider(VersionedStateProviderContract):
+    """A provider sharing the backend's connection; the racing processes open the file alone."""
+
+    @pytest.fixture
+    async def provider(self, tmp_path: Path) -> AsyncIterator[SQLiteStateProvider]:
+        backend = SQLiteBackend(tmp_path / "runs.db")
+        yield backend.provider(namespace="kit")
+        await backend.close()
+
+    @pytest.fixture
+    def provider_factory(self, tmp_path: Path) -> Callable[[], SQLiteStateProvider]:
+        return functools.partial(SQLiteStateProvider, tmp_path / "runs.db", namespace="kit")

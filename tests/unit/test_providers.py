@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from flujo import ContextReference, Flujo, PipelineContext, StateProvider, Step
+from flujo.domain.errors import StateConflictError
+from flujo.domain.interfaces import Versioned, VersionedStateProvider, Write
 from flujo.providers import InMemoryStateProvider, SQLiteStateProvider
 
 NESTED = {
@@ -66,9 +68,38 @@ async def test_in_memory_roundtrip_overwrite_and_seed() -> None:
     assert provider.loads == 3 and provider.saves == 2
 
 
+async def test_in_memory_versions_beside_the_data_and_counters() -> None:
+    value = ["by", "reference"]
+    provider: InMemoryStateProvider[Any] = InMemoryStateProvider({"seeded": [1]})
+
+    assert await provider.load_versioned("seeded") == Versioned([1], 1, None)
+    assert await provider.save_versioned([Write("k", value, 0, "a"), Write("j", 2, 0, "w")]) == [
+        1,
+        1,
+    ]
+    assert (await provider.load_versioned("k")).value is value
+    assert provider.data == {"seeded": [1], "k": value, "j": 2}
+    with pytest.raises(StateConflictError):
+        await provider.save_versioned([Write("j", 3, 1, "w"), Write("k", [], 0, "run/b")])
+    assert (provider.loads, provider.saves) == (2, 2)  # a conflicting call stores nothing
+
+
+async def test_in_memory_conflict_names_key_versions_and_writer() -> None:
+    provider: InMemoryStateProvider[Any] = InMemoryStateProvider()
+    await provider.save_versioned([Write("k", 1, 0, "run-1/step-a")])
+
+    with pytest.raises(StateConflictError) as caught:
+        await provider.save_versioned([Write("k", 2, 0, "run-2/step-a")])
+
+    message = str(caught.value)
+    assert "'k'" in message and "expected at version 0" in message
+    assert "at version 1" in message and "'run-1/step-a'" in message
+
+
 def test_built_in_providers_match_the_protocol(tmp_path: Path) -> None:
-    assert isinstance(InMemoryStateProvider(), StateProvider)
-    assert isinstance(SQLiteStateProvider(tmp_path / "never-opened.db"), StateProvider)
+    for provider in (InMemoryStateProvider(), SQLiteStateProvider(tmp_path / "never-opened.db")):
+        assert isinstance(provider, StateProvider)
+        assert isinstance(provider, VersionedStateProvider)
 
 
 # --- SQLiteStateProvider ----------------------------------------------------------
@@ -196,6 +227,85 @@ async def test_sqlite_delete_removes_only_that_key(
 
     assert await provider.load("a") is None
     assert await provider.load("b") == 2
+
+
+async def test_sqlite_conflict_names_key_versions_and_writer(
+    open_provider: Callable[..., SQLiteStateProvider], sqlite_path: Path
+) -> None:
+    provider = open_provider("ns")
+    await provider.save_versioned([Write("k", 1, 0, "run-1/step-a")])
+
+    with pytest.raises(StateConflictError) as caught:
+        await provider.save_versioned([Write("other", 1, 0, "w"), Write("k", 2, 0, "run-2/a")])
+
+    message = str(caught.value)
+    assert str(sqlite_path) in message and "'k'" in message and "'ns'" in message
+    assert "expected at version 0" in message and "at version 1" in message
+    assert "'run-1/step-a'" in message
+    assert await provider.load("other") is None
+
+
+async def test_sqlite_versions_are_per_namespace(
+    open_provider: Callable[..., SQLiteStateProvider],
+) -> None:
+    alpha, beta = open_provider("alpha"), open_provider("beta")
+    await alpha.save("k", "a1")
+    await alpha.save("k", "a2")
+
+    assert await beta.save_versioned([Write("k", "b1", 0, "beta")]) == [1]
+    assert await alpha.load_versioned("k") == Versioned("a2", 2, None)
+
+
+async def test_sqlite_delete_forgets_the_version(
+    open_provider: Callable[..., SQLiteStateProvider],
+) -> None:
+    provider = open_provider()
+    await provider.save_versioned([Write("k", 1, 0, "w")])
+    await provider.delete("k")
+
+    assert await provider.load_versioned("k") == Versioned(None, 0, None)
+
+
+async def test_sqlite_unserializable_write_stores_nothing(
+    open_provider: Callable[..., SQLiteStateProvider],
+) -> None:
+    provider = open_provider()
+    with pytest.raises(TypeError):
+        await provider.save_versioned([Write("a", 1, 0, "w"), Write("b", object(), 0, "w")])
+
+    assert await provider.load_versioned("a") == Versioned(None, 0, None)
+
+
+def write_layout_1_file(path: Path) -> None:
+    """Make a provider file as flujo wrote it before values had versions."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript(
+            "CREATE TABLE flujo_state (namespace TEXT NOT NULL, key TEXT NOT NULL,"
+            " value BLOB NOT NULL, PRIMARY KEY (namespace, key)); PRAGMA user_version = 1;"
+        )
+        conn.execute(
+            "INSERT INTO flujo_state VALUES ('default', 'graph', ?)", (json.dumps(NESTED),)
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+
+async def test_sqlite_file_of_layout_1_is_migrated_in_place(
+    open_provider: Callable[..., SQLiteStateProvider], sqlite_path: Path
+) -> None:
+    write_layout_1_file(sqlite_path)
+    provider = open_provider()
+
+    assert await provider.load("graph") == NESTED
+    assert await provider.load_versioned("graph") == Versioned(NESTED, 1, None)
+    assert await provider.save_versioned([Write("graph", [], 1, "run/step")]) == [2]
+    await provider.close()
+    with sqlite3.connect(sqlite_path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+    conn.close()
+    assert await open_provider().load_versioned("graph") == Versioned([], 2, "run/step")
 
 
 class NotesContext(PipelineContext):

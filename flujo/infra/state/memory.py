@@ -26,7 +26,7 @@ class InMemoryBackend:
             return run
         return dataclasses.replace(
             run,
-            step_index=sum(1 for s in steps.values() if s.success),
+            step_index=sum(1 for s in steps.values() if s.success and not s.pending),
             updated_at=max(run.updated_at, *(s.recorded_at for s in steps.values())),
         )
 

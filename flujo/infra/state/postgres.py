@@ -42,8 +42,11 @@ CREATE TABLE IF NOT EXISTS flujo_steps (
     result BYTEA NOT NULL,
     context BYTEA NOT NULL,
     recorded_at DOUBLE PRECISION NOT NULL,
+    pending BOOLEAN NOT NULL DEFAULT FALSE,
     PRIMARY KEY (run_id, idx)
 );
+-- Tables made before step records could be pending get the column in place.
+ALTER TABLE flujo_steps ADD COLUMN IF NOT EXISTS pending BOOLEAN NOT NULL DEFAULT FALSE;
 """
 
 # Columns in RunRecord's field order, so a row is dataclasses.astuple(run).
@@ -58,16 +61,18 @@ _UPSERT_RUN = (
     " schema_version = EXCLUDED.schema_version"
 )
 _INSERT_STEP = (
-    "INSERT INTO flujo_steps (run_id, idx, name, success, result, context, recorded_at)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (run_id, idx) DO UPDATE SET"
+    "INSERT INTO flujo_steps (run_id, idx, name, success, result, context, recorded_at, pending)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (run_id, idx) DO UPDATE SET"
     " name = EXCLUDED.name, success = EXCLUDED.success, result = EXCLUDED.result,"
-    " context = EXCLUDED.context, recorded_at = EXCLUDED.recorded_at"
+    " context = EXCLUDED.context, recorded_at = EXCLUDED.recorded_at,"
+    " pending = EXCLUDED.pending"
 )
 # A running run's progress lives in its step records (the header is not rewritten per step).
 _CURRENT_RUN = (
     "SELECT r.run_id, r.pipeline_name, r.pipeline_version, r.status,"
     " CASE WHEN r.status = 'running' THEN COALESCE("
-    "(SELECT COUNT(*) FILTER (WHERE s.success) FROM flujo_steps s WHERE s.run_id = r.run_id),"
+    "(SELECT COUNT(*) FILTER (WHERE s.success AND NOT s.pending) FROM flujo_steps s"
+    " WHERE s.run_id = r.run_id),"
     " r.step_index) ELSE r.step_index END AS step_index,"
     " r.input, r.context, r.created_at,"
     " CASE WHEN r.status = 'running' THEN GREATEST(r.updated_at, COALESCE("
@@ -170,6 +175,7 @@ class PostgresBackend:
             step.result,
             step.context,
             step.recorded_at,
+            step.pending,
         )
         await self._run(
             f"checkpoint of run {step.run_id!r} at step {step.index}",
@@ -185,8 +191,8 @@ class PostgresBackend:
     async def load_steps(self, run_id: str) -> Sequence[StepRecord]:
         """Return the run's steps in order."""
         sql = (
-            "SELECT run_id, idx, name, success, result, context, recorded_at FROM flujo_steps"
-            " WHERE run_id = $1 ORDER BY idx"
+            "SELECT run_id, idx, name, success, result, context, recorded_at, pending"
+            " FROM flujo_steps WHERE run_id = $1 ORDER BY idx"
         )
         rows = await self._run(
             f"loading the steps of run {run_id!r}", lambda p: p.fetch(sql, run_id)
@@ -200,6 +206,7 @@ class PostgresBackend:
                 result=bytes(r["result"]),
                 context=bytes(r["context"]),
                 recorded_at=r["recorded_at"],
+                pending=r["pending"],
             )
             for r in rows
         ]

@@ -1,4 +1,9 @@
-"""Run state in an embedded SQLite file (WAL mode), on a dedicated worker thread."""
+"""Run state in an embedded SQLite file (WAL mode), on a dedicated worker thread.
+
+The file also holds the table of the state providers ``SQLiteBackend.provider()``
+makes: they share the backend's one connection, so ``checkpoint_with`` commits
+their compare-and-swap writes and a step record in one transaction.
+"""
 
 from __future__ import annotations
 
@@ -9,42 +14,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flujo.domain.errors import StateBackendError
-from flujo.domain.interfaces import RunRecord, StepRecord
+from flujo.domain.interfaces import RunRecord, StepRecord, Write
 from flujo.domain.models import RunStatus
-from flujo.infra.sqlite_worker import SQLiteWorker, transaction
+from flujo.infra.providers.sqlite import SQLiteStateProvider, StateRow, write_rows
+from flujo.infra.sqlite_layout import LAYOUT_VERSION, MIGRATIONS, RUN_TABLES, STATE_TABLE
+from flujo.infra.sqlite_worker import SQLiteWorker, in_transaction, transaction
 
 __all__ = ["SQLiteBackend"]
 
 R = TypeVar("R")
-
-_LAYOUT_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS flujo_runs (
-    run_id TEXT PRIMARY KEY,
-    pipeline_name TEXT NOT NULL,
-    pipeline_version TEXT NOT NULL,
-    status TEXT NOT NULL,
-    step_index INTEGER NOT NULL,
-    input BLOB NOT NULL,
-    context BLOB NOT NULL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    error TEXT,
-    pause_message TEXT,
-    schema_version INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS flujo_runs_by_update ON flujo_runs (updated_at);
-CREATE TABLE IF NOT EXISTS flujo_steps (
-    run_id TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    success INTEGER NOT NULL,
-    result BLOB NOT NULL,
-    context BLOB NOT NULL,
-    recorded_at REAL NOT NULL,
-    PRIMARY KEY (run_id, idx)
-) WITHOUT ROWID;
-"""
 
 # Columns in RunRecord's field order, so a row is dataclasses.astuple(run).
 _RUN_COLUMNS = ", ".join(field.name for field in dataclasses.fields(RunRecord))
@@ -52,7 +30,8 @@ _RUN_COLUMNS = ", ".join(field.name for field in dataclasses.fields(RunRecord))
 _CURRENT_RUN = (
     "SELECT r.run_id, r.pipeline_name, r.pipeline_version, r.status,"
     " CASE WHEN r.status = 'running' THEN COALESCE("
-    "(SELECT SUM(s.success) FROM flujo_steps s WHERE s.run_id = r.run_id), r.step_index)"
+    "(SELECT SUM(s.success AND NOT s.pending) FROM flujo_steps s WHERE s.run_id = r.run_id),"
+    " r.step_index)"
     " ELSE r.step_index END AS step_index,"
     " r.input, r.context, r.created_at,"
     " CASE WHEN r.status = 'running' THEN max(r.updated_at, COALESCE("
@@ -66,12 +45,27 @@ _UPSERT_RUN = (
 )
 _INSERT_STEP = (
     "INSERT OR REPLACE INTO flujo_steps"
-    " (run_id, idx, name, success, result, context, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " (run_id, idx, name, success, result, context, recorded_at, pending)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SELECT_STEPS = (
-    "SELECT run_id, idx, name, success, result, context, recorded_at FROM flujo_steps"
+    "SELECT run_id, idx, name, success, result, context, recorded_at, pending FROM flujo_steps"
     " WHERE run_id = ? ORDER BY idx"
 )
+
+
+def _step_row(step: StepRecord) -> tuple[object, ...]:
+    """Return the ``flujo_steps`` row of a step record."""
+    return (
+        step.run_id,
+        step.index,
+        step.name,
+        int(step.success),
+        step.result,
+        step.context,
+        step.recorded_at,
+        int(step.pending),
+    )
 
 
 def _record(row: Sequence[Any]) -> RunRecord:
@@ -93,11 +87,67 @@ def _record(row: Sequence[Any]) -> RunRecord:
 
 
 class SQLiteBackend:
-    """A ``StateBackend`` in one SQLite file; the file and its folder are made on first use."""
+    """A ``StateBackend`` in one SQLite file; the file and its folder are made on first use.
+
+    A file of an older layout is migrated in place on first use; a newer one is refused.
+    It is ``AtomicCheckpoints`` for the providers its ``provider()`` makes.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._worker = SQLiteWorker(self.path, _SCHEMA, _LAYOUT_VERSION)
+        self._worker = SQLiteWorker(
+            self.path, RUN_TABLES + STATE_TABLE, LAYOUT_VERSION, migrations=MIGRATIONS
+        )
+
+    def provider(self, *, namespace: str = "default") -> SQLiteStateProvider:
+        """Return a state provider in this file that shares this backend's connection.
+
+        Its values live in the same ``flujo_state`` table a ``SQLiteStateProvider``
+        on this path uses; its ``close()`` does nothing (the backend owns the
+        connection). ``holds()`` is true for it, so a step's saves to it commit
+        with the step's checkpoint in one transaction.
+        """
+        return SQLiteStateProvider._on(self._worker, namespace=namespace)
+
+    def holds(self, provider: object) -> bool:
+        """Whether ``provider`` came from ``self.provider()``, so it shares this connection.
+
+        A ``SQLiteStateProvider`` built on the same path has a connection of its
+        own and cannot join this backend's transactions: it is not held.
+        """
+        return isinstance(provider, SQLiteStateProvider) and provider.uses(self._worker)
+
+    async def checkpoint_with(
+        self, step: StepRecord, writes: Sequence[tuple[object, Write[Any]]]
+    ) -> list[int]:
+        """Write ``step`` and every ``(provider, write)`` in one transaction; new versions.
+
+        Every write is compare-and-swap as in ``save_versioned``: on a mismatch
+        nothing is written, neither the record nor any value, and it raises
+        ``StateConflictError``. A provider this backend does not hold is a
+        ``StateBackendError``, raised before anything is written.
+        """
+        rows: list[StateRow] = []
+        for provider, write in writes:
+            if not isinstance(provider, SQLiteStateProvider) or not self.holds(provider):
+                raise StateBackendError(
+                    f"checkpoint of run {step.run_id!r} at step {step.index}: {provider!r} "
+                    f"does not share the connection of the SQLite backend at {self.path}; "
+                    "only providers made by its provider() can join its transaction"
+                )
+            rows.append(provider.row(write))
+        step_row = _step_row(step)
+        where = f"SQLite state provider at {self.path}"
+
+        def commit(conn: sqlite3.Connection) -> list[int]:
+            versions = write_rows(conn, rows, where)
+            conn.execute(_INSERT_STEP, step_row)
+            return versions
+
+        return await self._run(
+            f"checkpoint of run {step.run_id!r} at step {step.index} with {len(rows)} value(s)",
+            lambda c: in_transaction(c, commit),
+        )
 
     async def _run(self, what: str, fn: Callable[[sqlite3.Connection], R]) -> R:
         try:
@@ -112,15 +162,7 @@ class SQLiteBackend:
 
     async def checkpoint(self, step: StepRecord) -> None:
         """Append the step record: one row, one transaction."""
-        row = (
-            step.run_id,
-            step.index,
-            step.name,
-            int(step.success),
-            step.result,
-            step.context,
-            step.recorded_at,
-        )
+        row = _step_row(step)
         await self._run(
             f"checkpoint of run {step.run_id!r} at step {step.index}",
             lambda c: c.execute(_INSERT_STEP, row),
@@ -149,6 +191,7 @@ class SQLiteBackend:
                 result=bytes(r[4]),
                 context=bytes(r[5]),
                 recorded_at=r[6],
+                pending=bool(r[7]),
             )
             for r in rows
         ]
