@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from dependency_injector import containers, providers
 from flujo import ContextReference, Flujo, PipelineContext, step
 from flujo.application.core.factories import ExecutorFactory
 from flujo.containers import FlujoContainer
+from flujo.domain.interfaces import Write
 from flujo.providers import SQLiteStateProvider
 
 # --- 1. basic ------------------------------------------------------------------------
@@ -87,6 +89,11 @@ class CountingSQLiteProvider(SQLiteStateProvider):
     async def save(self, key: str, data: Any) -> None:
         self.saves += 1
         await super().save(key, data)
+
+    async def save_versioned(self, writes: Sequence[Write[Any]]) -> list[int]:
+        # flujo saves through compare-and-swap when a provider offers it.
+        self.saves += len(writes)
+        return await super().save_versioned(writes)
 
 
 class SupportContext(PipelineContext):
