@@ -15,8 +15,7 @@ so a resumed run (or a retry of the step) goes on after it.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,9 +23,15 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from flujo.application.core.merge import Merger
-from flujo.application.core.references import find_references
+from flujo.application.core.nesting import (
+    all_or_nothing,
+    call,
+    current_scope,
+    run_body,
+    summary,
+)
+from flujo.application.core.parallel import run_parallel
 from flujo.application.core.scope import Scope, copy_context
-from flujo.application.core.session import Key
 from flujo.domain.dsl.control_flow import (
     BranchStep,
     CompositeStep,
@@ -34,8 +39,6 @@ from flujo.domain.dsl.control_flow import (
     MapStep,
     ParallelStep,
 )
-from flujo.domain.dsl.pipeline import Pipeline
-from flujo.domain.dsl.step import HumanStep
 from flujo.domain.errors import ConfigurationError, ControlFlowError
 from flujo.domain.models import StepResult
 from flujo.domain.state_access import ACCESS
@@ -68,63 +71,6 @@ def _stored(progress: Progress | None) -> dict[str, Any] | None:
     return progress.last if progress.last is not None else progress.resumed
 
 
-def _scope() -> Scope | None:
-    access = ACCESS.get()
-    return access if type(access) is Scope else None
-
-
-async def _yield() -> None:
-    import asyncio  # not at module level: keeps `import flujo` light (see runner._run_sync)
-
-    await asyncio.sleep(0)
-
-
-async def _all_or_nothing(work: Iterable[Coroutine[Any, Any, None]]) -> None:
-    """Run ``work`` concurrently; if one raises, cancel the rest before raising it."""
-    import asyncio
-
-    tasks = [asyncio.ensure_future(item) for item in work]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-
-
-async def _call(fn: Callable[..., Any], *args: Any) -> Any:
-    outcome = fn(*args)
-    if inspect.isawaitable(outcome):
-        outcome = await outcome
-    return outcome
-
-
-async def _run_body(
-    executor: ExecutorCore,
-    owner: str,
-    body: Pipeline[Any, Any],
-    data: Any,
-    context: BaseModel | None,
-    resources: Any,
-    history: list[StepResult],
-) -> Any:
-    for step in body.steps:
-        # Yield to the loop between nested steps, so a timeout on the construct can fire
-        # even when every nested step is synchronous.
-        await _yield()
-        if isinstance(step, HumanStep):
-            raise ConfigurationError(
-                f"{owner!r}: human step {step.name!r} cannot run inside a control-flow step"
-            )
-        result = await executor.execute(step, data, context=context, resources=resources)
-        history.append(result)
-        if not result.success:
-            raise ControlFlowError(f"{owner!r}: step {step.name!r} failed: {result.feedback}")
-        data = result.output
-    return data
-
-
 async def run_composite(
     executor: ExecutorCore,
     step: CompositeStep,
@@ -145,7 +91,7 @@ async def run_composite(
         if isinstance(step, LoopStep):
             return await _loop(executor, step, data, context, resources, history, progress)
         if isinstance(step, ParallelStep):
-            return await _parallel(executor, step, data, context, resources, history)
+            return await run_parallel(executor, step, data, context, resources, history)
         if isinstance(step, MapStep):
             return await _map(executor, step, data, context, resources, history, progress)
         raise ConfigurationError(f"unknown control-flow step {type(step).__name__}")
@@ -161,7 +107,7 @@ async def _branch(
     resources: Any,
     history: list[StepResult],
 ) -> Any:
-    key = await _call(step.condition, data, context)
+    key = await call(step.condition, data, context)
     body = step.branches.get(key) if isinstance(key, str) else None
     if body is None:
         body = step.default
@@ -171,7 +117,7 @@ async def _branch(
             f"branch_on {step.name!r}: condition chose {key!r}, which is none of {known} "
             "and there is no default"
         )
-    return await _run_body(executor, step.name, body, data, context, resources, history)
+    return await run_body(executor, step.name, body, data, context, resources, history)
 
 
 async def _loop(
@@ -189,15 +135,15 @@ async def _loop(
         first = int(stored["iteration"])
         data = stored["output"]
         # The run may have stopped between an iteration and its exit check.
-        if first > 0 and await _call(step.exit_condition, data, context):
+        if first > 0 and await call(step.exit_condition, data, context):
             return data
-    scope = _scope()
+    scope = current_scope()
     for iteration in range(first, step.max_loops):
-        data = await _run_body(executor, step.name, step.body, data, context, resources, history)
+        data = await run_body(executor, step.name, step.body, data, context, resources, history)
         if progress is not None:
             partial = {"kind": "loop", "iteration": iteration + 1, "output": data}
             await progress.record(partial, scope)
-        if await _call(step.exit_condition, data, context):
+        if await call(step.exit_condition, data, context):
             return data
     if step.on_max_loops == "return":
         return data
@@ -217,7 +163,7 @@ async def _items(step: MapStep, data: Any, context: BaseModel | None) -> list[An
             )
         source = getattr(context, step.items_from)
     else:
-        source = await _call(step.items_from, data, context)
+        source = await call(step.items_from, data, context)
     if isinstance(source, str | bytes) or not hasattr(source, "__iter__"):
         raise ControlFlowError(
             f"map_over {step.name!r}: items must be iterable, got {type(source).__name__}"
@@ -240,7 +186,7 @@ async def _map(
     stored = _stored(progress)
     if stored is not None:
         outputs = {int(i): out for i, out in stored["done"].items()}
-    scope = _scope()
+    scope = current_scope()
     results: dict[int, StepResult] = {}
     failed: list[str] = []
 
@@ -253,12 +199,12 @@ async def _map(
         nested: list[StepResult] = []
         name = f"{step.name}[{index}]"
         try:
-            out = await _run_body(executor, name, step.body, item, item_context, resources, nested)
+            out = await run_body(executor, name, step.body, item, item_context, resources, nested)
         except ControlFlowError as exc:
             failed.append(str(exc))
-            results[index] = _summary(name, None, False, nested, str(exc))
+            results[index] = summary(name, None, False, nested, str(exc))
             raise
-        results[index] = _summary(name, out, True, nested, None)
+        results[index] = summary(name, out, True, nested, None)
         return out
 
     todo = [(i, item) for i, item in enumerate(items) if i not in outputs]
@@ -325,94 +271,10 @@ async def _map_concurrently(
             if committed:
                 await record()
 
-    await _all_or_nothing(one(i, item) for i, item in todo)
+    await all_or_nothing(one(i, item) for i, item in todo)
     if finished:
         # An item failed: those that finished after it still commit, in index order, so
         # neither a resume nor a retry redoes their work.
         for position in sorted(finished):
             commit(position)
         await record()
-
-
-def _summary(
-    name: str, output: Any, success: bool, nested: list[StepResult], feedback: str | None
-) -> StepResult:
-    return StepResult.trusted(
-        name,
-        output,
-        success,
-        1,
-        sum(r.latency_s for r in nested),
-        feedback,
-        sum(r.cost_usd for r in nested),
-        sum(r.token_counts for r in nested),
-        step_history=nested,
-    )
-
-
-def _read_only(step: ParallelStep, branch: str, context: BaseModel | None) -> dict[Key, str]:
-    """Return the references a branch may only read (all but its ``reference_writers``)."""
-    if context is None:
-        return {}
-    denied: dict[Key, str] = {}
-    for path, ref in find_references(context, with_paths=True):
-        field_path = path.removeprefix("context.")
-        if step.reference_writers.get(field_path) != branch:
-            denied[(ref.provider_id, ref.key)] = (
-                f"parallel branch {branch!r} of {step.name!r} may only read {field_path}; "
-                f"name it in reference_writers to let it write"
-            )
-    return denied
-
-
-async def _parallel(
-    executor: ExecutorCore,
-    step: ParallelStep,
-    data: Any,
-    context: BaseModel | None,
-    resources: Any,
-    history: list[StepResult],
-) -> Any:
-    scope = _scope()
-    base = copy_context(context)
-    children = {
-        name: Scope(
-            executor.session,
-            scope,
-            f"branch {name!r}",
-            base,
-            isolate=True,
-            read_only=_read_only(step, name, context),
-        )
-        for name in step.branches
-    }
-    results: dict[str, StepResult] = {}
-
-    async def one(name: str, body: Pipeline[Any, Any]) -> None:
-        nested: list[StepResult] = []
-        child = children[name]
-        token = ACCESS.set(child)
-        try:
-            out = await _run_body(
-                executor, f"{step.name}.{name}", body, data, child.context, resources, nested
-            )
-        except ControlFlowError as exc:
-            results[name] = _summary(name, None, False, nested, str(exc))
-            return
-        finally:
-            ACCESS.reset(token)
-        results[name] = _summary(name, out, True, nested, None)
-
-    await _all_or_nothing(one(name, body) for name, body in step.branches.items())
-    history.extend(results[name] for name in step.branches)
-    failures = [r for r in results.values() if not r.success]
-    if failures and step.on_branch_failure == "fail":
-        raise ControlFlowError(f"parallel {step.name!r}: branch {failures[0].feedback}")
-    succeeded = [name for name in step.branches if results[name].success]
-    merger = Merger(step.name, "parallel")
-    # Every branch is checked before any is applied: a conflict leaves the context as it was.
-    changes = [merger.prepare(name, children[name], base, scope) for name in succeeded]
-    for change in changes:
-        merger.apply(change, scope, context)
-    outputs = {name: results[name].output for name in succeeded}
-    return outputs if step.merge is None else await _call(step.merge, outputs)

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from flujo.application.core.pipeline_run import SCHEMA_VERSION, UNSERIALIZABLE, RunStart
+from flujo.application.core.run_state import SCHEMA_VERSION, UNSERIALIZABLE, RunStart
 from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.dsl.step import HumanStep
 from flujo.domain.errors import ResumeError, StateBackendError
