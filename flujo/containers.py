@@ -10,7 +10,6 @@ from __future__ import annotations
 import operator
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from dependency_injector import containers, providers
 from flujo.application.core.execution_backend import LocalExecutionBackend
 from flujo.application.core.executor_core import ExecutorCore
 from flujo.domain.errors import ConfigurationError
-from flujo.domain.interfaces import CacheBackend, Hasher, Serializer, Telemetry, UsageMeter
 from flujo.infra.caches import InMemoryLRUCache
 from flujo.infra.hashing import Blake3Hasher
 from flujo.infra.otel_telemetry import OpenTelemetryTelemetry
@@ -32,7 +30,7 @@ from flujo.infra.telemetry import LoggingTelemetry, NullTelemetry
 from flujo.infra.usage import ThreadSafeMeter
 from flujo.settings import load_settings
 
-__all__ = ["DefaultParts", "FlujoContainer", "default_parts", "load_profile"]
+__all__ = ["FlujoContainer", "load_profile"]
 
 
 def new_run_id() -> str:
@@ -127,25 +125,3 @@ class FlujoContainer(containers.DeclarativeContainer):
         container = cls()
         container.config.from_dict(load_profile(path))
         return container
-
-
-@dataclass(frozen=True, slots=True)
-class DefaultParts:
-    """The parts an ``ExecutorCore`` built without arguments uses."""
-
-    serializer: Serializer
-    hasher: Hasher
-    cache_backend: CacheBackend
-    telemetry: Telemetry
-    usage_meter: UsageMeter
-
-
-def default_parts() -> DefaultParts:
-    """Fresh default parts, all in memory, for an ``ExecutorCore`` built by hand."""
-    return DefaultParts(
-        serializer=OrjsonSerializer(),
-        hasher=Blake3Hasher(),
-        cache_backend=InMemoryLRUCache(),
-        telemetry=LoggingTelemetry(),
-        usage_meter=ThreadSafeMeter(),
-    )

@@ -78,7 +78,7 @@ class ExecutorCore:
         # The composition root owns the defaults; the application never names infra classes.
         defaults: Any = None
         if None in (serializer, hasher, cache_backend, telemetry, usage_meter):
-            from flujo.containers import default_parts
+            from flujo.defaults import default_parts
 
             defaults = default_parts()
         self.serializer: Serializer = serializer if serializer is not None else defaults.serializer
