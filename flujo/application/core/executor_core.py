@@ -426,7 +426,9 @@ class ExecutorCore:
                 f"step {step.name!r} is cached and reads a context holding ContextReferences, "
                 "whose data is not part of the key: give it a cache_key_fn"
             )
-        return cache_key(step, data, context, serializer=self.serializer, hasher=self.hasher)
+        return cache_key(
+            step, data, context, serializer=self.serializer, hasher=self.hasher, pipeline_name=""
+        )
 
     async def _fallback(
         self,
