@@ -363,3 +363,77 @@ def test_flujo_state_providers_argument_overrides_only_that_runner() -> None:
     Flujo(_echo(), container=c2)
     assert c1.state_providers()["p"] is provider
     assert "p" not in c2.state_providers()
+
+
+# --- configuration changed after construction --------------------------------------------
+
+
+def test_settings_stay_one_object_until_the_config_changes() -> None:
+    c = FlujoContainer()
+    first = c.settings()
+    assert c.settings() is first
+    c.config.from_dict({"cache": {"max_entries": 5}})
+    assert c.settings() is not first and c.settings().cache.max_entries == 5
+    c.config.cache.max_entries.from_value(6)
+    assert c.settings().cache.max_entries == 6
+
+
+def test_a_bad_config_change_is_an_error_at_the_next_resolution_and_is_not_kept() -> None:
+    c = FlujoContainer()
+    c.settings()
+    c.config.from_dict({"cache": {"max_entrys": 5}})
+    with pytest.raises(ConfigurationError, match="max_entrys"):
+        c.settings()
+    with pytest.raises(ConfigurationError, match="max_entrys"):
+        c.executor()  # every part resolved from the settings says so too
+    c.config.reset_override()  # back to the defaults
+    assert c.settings().cache.max_entries == 1024
+
+
+def test_a_part_is_made_again_only_when_its_own_settings_change() -> None:
+    c = FlujoContainer()
+    cache, telemetry = c.cache_backend(), c.telemetry()
+    c.config.from_dict({"telemetry": {"logger_name": "other"}})
+    assert c.cache_backend() is cache  # its arguments did not change: entries are kept
+    assert c.telemetry() is not telemetry
+    c.config.from_dict({"cache": {"max_entries": 2}})
+    assert c.cache_backend() is not cache
+    assert c.executor().cache_backend is c.cache_backend()
+    other = FlujoContainer()
+    assert other.cache_backend() is not c.cache_backend()  # each container its own parts
+
+
+async def test_a_config_change_on_the_runner_container_takes_effect_from_the_next_run() -> None:
+    calls: list[int] = []
+
+    def body(x: int) -> int:
+        calls.append(x)
+        return x
+
+    runner = Flujo(Step.from_callable(body, name="s", cache=True), persist_state=False)
+    for x in (1, 2, 1):
+        await runner.run_async(x)
+    assert calls == [1, 2]  # the default LRU keeps both
+    runner.container.config.from_dict({"cache": {"max_entries": 1}})
+    for x in (1, 2, 1):
+        await runner.run_async(x)
+    assert calls == [1, 2, 1, 2, 1]  # a new cache of one entry: 2 evicted 1
+    runner.container.config.from_dict({"telemetry": {"backend": "null"}})
+    assert type(runner._parts().telemetry).__name__ == "NullTelemetry"
+
+
+async def test_a_bad_config_change_on_the_runner_container_fails_the_next_run() -> None:
+    runner = Flujo(_echo(), persist_state=False)
+    assert (await runner.run_async(1)).success
+    runner.container.config.from_dict({"telemetry": {"backend": "loud"}})
+    with pytest.raises(ConfigurationError, match=r"telemetry\.backend"):
+        await runner.run_async(1)
+
+
+def test_a_host_config_change_reaches_the_embedded_container() -> None:
+    app = _host()
+    runner = Flujo(_echo(), container=app.flujo())
+    assert runner.container.settings().cache.max_entries == 1024
+    app.config.from_dict({"flujo": {"cache": {"max_entries": 4}}})
+    assert runner.container.settings().cache.max_entries == 4
+    assert runner.container.cache_backend() is runner._parts().executor.cache_backend
