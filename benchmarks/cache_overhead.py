@@ -12,10 +12,11 @@ Each case is measured for two inputs: a small dict (~60 bytes of JSON) and a
   counts up), so every step makes its key, misses, runs and stores its output;
 - **hit**: the steps with ``cache=True`` and the same input every run, so every
   step is answered from the cache;
-- **hash**: outside flujo, one key's worth of work: the orjson serialization of
-  ``[name, version, input, {}]`` (the key material) and its blake3 digest, with
-  the container's own serializer and hasher; and, as the strictest reading, the
-  blake3 digest alone of the input's already-serialized bytes.
+- **hash**: outside flujo, one key's worth of work: the canonical orjson
+  serialization (keys sorted) of ``[pipeline, name, identity, input, {}]`` (the key
+  material) and its blake3 digest, with the container's own serializer and hasher;
+  and, as the strictest reading, the blake3 digest alone of the input's
+  already-serialized bytes.
 
 Per step = run time / 20 (the per-run fixed cost, the same in every case, is
 spread over the steps). Each run builds its input dict (a shallow dict around a
@@ -124,9 +125,10 @@ def hash_cases(payload: Any, runs: int, repeats: int) -> tuple[Figures, Figures,
     serializer, hasher = container.serializer(), container.hasher()
     data = make_input(payload, 0)
     blob = serializer.dumps(data)
+    identity = build(True).steps[0].identity
 
     def key() -> str:
-        return hasher.digest(serializer.dumps(["s0", "1", data, {}]))
+        return hasher.digest(serializer.dumps_canonical(["", "s0", identity, data, {}]))
 
     def digest_only() -> str:
         return hasher.digest(blob)

@@ -10,16 +10,15 @@ from __future__ import annotations
 import operator
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from dependency_injector import containers, providers
 
 from flujo.application.core.execution_backend import LocalExecutionBackend
 from flujo.application.core.executor_core import ExecutorCore
 from flujo.domain.errors import ConfigurationError
-from flujo.domain.interfaces import CacheBackend, Hasher, Serializer, Telemetry, UsageMeter
 from flujo.infra.caches import InMemoryLRUCache
 from flujo.infra.hashing import Blake3Hasher
 from flujo.infra.otel_telemetry import OpenTelemetryTelemetry
@@ -30,9 +29,11 @@ from flujo.infra.state.postgres import PostgresBackend
 from flujo.infra.state.sqlite import SQLiteBackend
 from flujo.infra.telemetry import LoggingTelemetry, NullTelemetry
 from flujo.infra.usage import ThreadSafeMeter
-from flujo.settings import load_settings
+from flujo.settings import FlujoSettings, load_settings
 
-__all__ = ["DefaultParts", "FlujoContainer", "default_parts", "load_profile"]
+__all__ = ["Configured", "FlujoContainer", "Settings", "load_profile"]
+
+_UNSET: Any = object()
 
 
 def new_run_id() -> str:
@@ -61,6 +62,100 @@ def load_profile(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+class Settings(providers.Provider[FlujoSettings]):
+    """The settings validated from ``config``, validated again when ``config`` changed.
+
+    A change made through the configuration API after first use (``from_dict``,
+    ``set``, ``from_value``, a host's config) is seen at the next resolution: a bad
+    key raises ``ConfigurationError`` there, and good values take effect, the
+    ``Configured`` parts whose arguments changed being made again. Unchanged, it
+    costs one identity check of the raw configuration.
+    """
+
+    def __init__(self, config: providers.Provider[Any] | None = None) -> None:
+        self._config = config
+        self._raw: Any = _UNSET
+        self._settings: FlujoSettings | None = None
+        self._dependents: list[Configured] = []
+        super().__init__()
+
+    def __deepcopy__(self, memo: dict[Any, Any] | None) -> Settings:
+        memo = {} if memo is None else memo
+        copied = memo.get(id(self))
+        if copied is None:  # dependents register with the copy as they are copied
+            copied = Settings(providers.deepcopy(self._config, memo))
+            memo[id(self)] = copied
+            self._copy_overridings(copied, memo)
+        return cast(Settings, copied)
+
+    @property
+    def related(self) -> Iterator[providers.Provider[Any]]:
+        """The configuration provider, then what the base provider relates to."""
+        if self._config is not None:
+            yield self._config
+        yield from super().related
+
+    def register(self, part: Configured) -> None:
+        """Make ``part`` again whenever a configuration change alters its arguments."""
+        self._dependents.append(part)
+
+    def _provide(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FlujoSettings:
+        raw = self._config() if self._config is not None else None
+        if raw is self._raw and self._settings is not None:
+            return self._settings
+        settings = load_settings(raw)  # raises before anything changes: a bad edit is not kept
+        old, self._raw = self._settings, raw  # re-entrant calls below see the current settings
+        if old is None:
+            self._settings = settings
+            return settings
+        before = [part.arguments() for part in self._dependents]
+        self._settings = settings
+        for part, made_with in zip(self._dependents, before, strict=True):
+            if made_with is None or part.arguments() != made_with:
+                part.reset()
+        return settings
+
+
+class Configured(providers.Singleton[Any]):
+    """A ``Singleton`` made again when a configuration change alters its arguments.
+
+    ``Singleton(Part, max_entries=...)`` keeps the part made from the first settings
+    forever; this one registers with ``settings``, which resets it when a change
+    alters the arguments it resolves. Resolving it costs what a ``Singleton`` does.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        provides: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(provides, **kwargs)
+        self._settings = settings
+        if settings is not None:
+            settings.register(self)
+
+    def __deepcopy__(self, memo: dict[Any, Any] | None) -> Configured:
+        memo = {} if memo is None else memo
+        copied = memo.get(id(self))
+        if copied is None:
+            copied = cast(Configured, super().__deepcopy__(memo))
+            if self._settings is not None:
+                copied._settings = cast(Settings, providers.deepcopy(self._settings, memo))
+                copied._settings.register(copied)
+        return cast(Configured, copied)
+
+    def arguments(self) -> dict[str, Any] | None:
+        """Return the keyword arguments it would be made with now (``None`` if they fail)."""
+        try:
+            return {
+                name: value() if providers.is_provider(value) else value
+                for name, value in self.kwargs.items()
+            }
+        except ConfigurationError:
+            return None  # made again: the error shows when the part is next resolved
+
+
 def _setting(path: str, settings: Any) -> Any:
     # attrgetter through providers.Callable resolves in ~2 µs; a `.provided` chain in ~9.
     return providers.Callable(operator.attrgetter(path), settings)
@@ -70,18 +165,20 @@ class FlujoContainer(containers.DeclarativeContainer):
     """Wires serializer, hasher, cache, telemetry, usage meter, state and executor."""
 
     config = providers.Configuration()
-    settings = providers.Singleton(load_settings, config)
+    settings = Settings(config)
 
     serializer = providers.Singleton(OrjsonSerializer)
     hasher = providers.Singleton(Blake3Hasher)
     cache_backend = providers.Selector(
         _setting("cache.backend", settings),
-        memory=providers.Singleton(
+        memory=Configured(
+            settings,
             InMemoryLRUCache,
             max_entries=_setting("cache.max_entries", settings),
             copy_values=_setting("cache.copy_values", settings),
         ),
-        redis=providers.Singleton(
+        redis=Configured(
+            settings,
             RedisCache,
             url=_setting("cache.url", settings),
             serializer=serializer,
@@ -90,11 +187,13 @@ class FlujoContainer(containers.DeclarativeContainer):
     )
     telemetry = providers.Selector(
         _setting("telemetry.backend", settings),
-        logging=providers.Singleton(
-            LoggingTelemetry, logger_name=_setting("telemetry.logger_name", settings)
+        logging=Configured(
+            settings, LoggingTelemetry, logger_name=_setting("telemetry.logger_name", settings)
         ),
-        otel=providers.Singleton(
-            OpenTelemetryTelemetry, logger_name=_setting("telemetry.logger_name", settings)
+        otel=Configured(
+            settings,
+            OpenTelemetryTelemetry,
+            logger_name=_setting("telemetry.logger_name", settings),
         ),
         null=providers.Singleton(NullTelemetry),
     )
@@ -103,8 +202,10 @@ class FlujoContainer(containers.DeclarativeContainer):
     state_backend = providers.Selector(
         _setting("state.resolved_backend", settings),
         memory=providers.Singleton(InMemoryBackend),
-        sqlite=providers.Singleton(SQLiteBackend, path=_setting("state.sqlite_path", settings)),
-        postgres=providers.Singleton(PostgresBackend, dsn=_setting("state.postgres_dsn", settings)),
+        sqlite=Configured(settings, SQLiteBackend, path=_setting("state.sqlite_path", settings)),
+        postgres=Configured(
+            settings, PostgresBackend, dsn=_setting("state.postgres_dsn", settings)
+        ),
     )
     run_id = providers.Callable(new_run_id)
     clock = providers.Callable(time.time)
@@ -118,6 +219,9 @@ class FlujoContainer(containers.DeclarativeContainer):
         usage_meter=usage_meter,
         state_providers=state_providers,
         on_missing_provider=_setting("state.on_missing_provider", settings),
+        load_timeout_s=_setting("state.load_timeout_s", settings),
+        save_timeout_s=_setting("state.save_timeout_s", settings),
+        watch_in_place=_setting("state.watch_in_place", settings),
     )
     execution_backend = providers.Factory(LocalExecutionBackend, executor=executor)
 
@@ -127,25 +231,3 @@ class FlujoContainer(containers.DeclarativeContainer):
         container = cls()
         container.config.from_dict(load_profile(path))
         return container
-
-
-@dataclass(frozen=True, slots=True)
-class DefaultParts:
-    """The parts an ``ExecutorCore`` built without arguments uses."""
-
-    serializer: Serializer
-    hasher: Hasher
-    cache_backend: CacheBackend
-    telemetry: Telemetry
-    usage_meter: UsageMeter
-
-
-def default_parts() -> DefaultParts:
-    """Fresh default parts, all in memory, for an ``ExecutorCore`` built by hand."""
-    return DefaultParts(
-        serializer=OrjsonSerializer(),
-        hasher=Blake3Hasher(),
-        cache_backend=InMemoryLRUCache(),
-        telemetry=LoggingTelemetry(),
-        usage_meter=ThreadSafeMeter(),
-    )

@@ -71,6 +71,16 @@ class StateSettings(_Strict):
     backend: StateBackendName | None = None
     uri: str | None = None
     on_missing_provider: Literal["error", "warn"] = "error"
+    load_timeout_s: float | None = Field(
+        default=30.0, gt=0, description="Deadline of one provider load; None: no deadline."
+    )
+    save_timeout_s: float | None = Field(
+        default=30.0, gt=0, description="Deadline of one provider save; None: no deadline."
+    )
+    watch_in_place: bool = Field(
+        default=True,
+        description="Catch changes made in place without set() (a content hash per read value).",
+    )
 
     @model_validator(mode="after")
     def _check_uri(self) -> StateSettings:

@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from pydantic import ValidationError
 
-from flujo.application.core.factories import BackendFactory, ExecutorFactory, merge_registries
+from flujo.application.core.factories import (
+    BackendFactory,
+    ExecutorFactory,
+    PartsLayer,
+    merge_registries,
+)
 from flujo.application.core.pending import OnPending, settle_pending
 from flujo.application.core.pipeline_run import RunParts, RunPlan, RunStart, execute_run
 from flujo.application.core.resume import MISSING, restore, run_info
@@ -46,7 +51,10 @@ class Flujo(Generic[InT, OutT, ContextT]):
 
     The runner owns one ``FlujoContainer`` (``runner.container``), built here,
     unless ``container=`` passes a host's. Parts are resolved from it per run,
-    so an override made on it applies from the next run on.
+    so an override made on it applies from the next run on. What the runner is
+    given itself (``state_providers=``, ``state_backend=``, an ``executor_factory``'s
+    parts) is layered on top for its own runs: a host's container is never changed,
+    and two runners on one container each see only their own layer.
     """
 
     @overload
@@ -152,26 +160,37 @@ class Flujo(Generic[InT, OutT, ContextT]):
         self._opened: dict[int, Any] = {}
         """Parts runs used that may hold connections (closed by ``aclose``), by id."""
 
-    @staticmethod
     def _build_container(
+        self,
         container: Container | None,
         executor_factory: ExecutorFactory | None,
         state_providers: Mapping[str, StateProvider[Any]] | None,
         state_backend: StateBackend | None,
     ) -> Container:
-        from dependency_injector import providers
-
+        """Override a container made here; lay the parts over a given one, which stays as is."""
+        given = executor_factory.layer if executor_factory is not None else PartsLayer()
+        layer = PartsLayer(
+            telemetry=given.telemetry,
+            cache_backend=given.cache_backend,
+            state_providers=merge_registries(given.state_providers, state_providers),
+        )
         if container is None:
+            from dependency_injector import providers
+
             from flujo.containers import FlujoContainer
 
+            # The runner's own container: its overrides are the runner's parts, shown by
+            # `runner.container`, and a later override on it wins like any other.
             container = FlujoContainer()
-        if executor_factory is not None:
-            executor_factory.configure(container)
-        if state_providers:
-            merged = merge_registries(container.state_providers(), state_providers)
-            container.state_providers.override(providers.Object(merged))
-        if state_backend is not None:
-            container.state_backend.override(providers.Object(state_backend))
+            layer.override(container)
+            if state_backend is not None:
+                container.state_backend.override(providers.Object(state_backend))
+            layer, state_backend = PartsLayer(), None
+        self._layer = layer
+        """What this runner puts over its container's parts at each run (nothing if its own)."""
+        self._given_state_backend = state_backend
+        """The ``state_backend=`` given with a host's container, used instead of the host's."""
+        layer.registry(container)  # one id given two providers fails here, not in a run
         return container
 
     def _validate_context(self, data: Mapping[str, Any]) -> ContextT:
@@ -196,14 +215,20 @@ class Flujo(Generic[InT, OutT, ContextT]):
 
     @property
     def state_providers(self) -> Mapping[str, StateProvider[Any]]:
-        """The provider registry runs of this runner use."""
-        registry: Mapping[str, StateProvider[Any]] = self.container.state_providers()
-        return registry
+        """The provider registry this runner's runs use: the container's, then its own.
+
+        ``runner.container.state_providers()`` is the container's registry alone: on a
+        container the runner made, the runner's providers too; on a host's container,
+        only the host's entries, whatever this runner or another on it was given.
+        """
+        return self._layer.registry(self.container)
 
     def _parts(self) -> RunParts:
         """Resolve one run's parts from the container (overrides apply from here on)."""
         container = self.container
-        executor = container.executor(enable_tracing=self._enable_tracing)
+        executor = self._layer.executor(
+            container, enable_tracing=self._enable_tracing, pipeline_name=self._plan.pipeline_name
+        )
         if self._backend is not None:
             backend = self._backend
         elif self._backend_factory is not None:
@@ -221,7 +246,11 @@ class Flujo(Generic[InT, OutT, ContextT]):
         )
 
     def _state_backend(self) -> StateBackend:
-        backend: StateBackend = self.container.state_backend()
+        backend: StateBackend = (
+            self._given_state_backend
+            if self._given_state_backend is not None
+            else self.container.state_backend()
+        )
         self._opened[id(backend)] = backend
         return backend
 

@@ -116,6 +116,14 @@ class Serializer(Protocol):
         """Serialize ``obj``; raise ``TypeError`` for values it cannot represent."""
         ...
 
+    def dumps_canonical(self, obj: Any) -> bytes:
+        """Serialize like ``dumps``, but equal data always gives equal bytes (for cache keys).
+
+        Dict keys are sorted at every depth, so two dicts built in different orders
+        give one result; ``TypeError`` as for ``dumps``.
+        """
+        ...
+
     def loads(self, data: bytes) -> Any:
         """Parse bytes made by ``dumps``."""
         ...

@@ -10,6 +10,7 @@ from typing import Any, Generic, Literal, TypedDict, TypeVar
 from flujo.domain.errors import ConfigurationError
 
 __all__ = [
+    "DEFAULT_VERSION",
     "CacheKeyFn",
     "CacheMode",
     "Processor",
@@ -26,6 +27,9 @@ T = TypeVar("T")
 CacheMode = bool | Literal["strict"]
 """``False``: no cache. ``True``: cache, and run uncached (with a warning) when no key can be
 made. ``"strict"``: cache, and fail the step when no key can be made."""
+
+DEFAULT_VERSION = "1"
+"""``StepConfig.version`` unless given; any other version stands in for the code digest."""
 
 CacheKeyFn = Callable[[Any, Any], Any]
 """``(input, context) -> JSON-serializable value`` that identifies a step's result."""
@@ -105,8 +109,8 @@ class StepConfig:
     cache: CacheMode = False
     cache_ttl_s: float | None = None
     """How long a cached result lives; ``None`` = until evicted."""
-    version: str = "1"
-    """Part of the cache key: change it when the step's behaviour changes."""
+    version: str = DEFAULT_VERSION
+    """Part of the cache key; the default is the code's digest, any other value replaces it."""
     cache_key_fields: Sequence[str] = ()
     """Context fields the step reads, made part of the cache key (stored as a tuple)."""
     cache_key_fn: CacheKeyFn | None = None

@@ -174,6 +174,32 @@ async def test_two_runners_share_results_through_redis(url: str, prefix: str, ra
     assert 0 < await raw.pttl(key) <= 60_000
 
 
+def shout(text: str) -> str:
+    return text.upper()
+
+
+def flip(text: str) -> str:
+    return text[::-1]
+
+
+async def test_same_named_steps_of_two_pipelines_never_share_a_redis_entry(
+    url: str, prefix: str, raw: Redis
+) -> None:
+    upper = _redis_runner(Step.from_callable(shout, name="s", cache=True), url, prefix)
+    reverse = _redis_runner(Step.from_callable(flip, name="s", cache=True), url, prefix)
+    caches = [upper.container.cache_backend(), reverse.container.cache_backend()]
+    try:
+        assert (await upper.run_async("hello")).output == "HELLO"
+        result = await reverse.run_async("hello")
+        again = await reverse.run_async("hello")
+    finally:
+        for c in caches:
+            await c.close()
+    assert (result.output, result.step_history[0].cache_hit) == ("olleh", False)
+    assert (again.output, again.step_history[0].cache_hit) == ("olleh", True)
+    assert len([k async for k in raw.scan_iter(match=prefix + "*")]) == 2
+
+
 def _two_sync_runs(url: str, prefix: str) -> tuple[list[Any], list[str]]:
     """Run a cached step twice through the sync door; return what was seen and any problem."""
     calls: list[int] = []

@@ -10,9 +10,12 @@ from dependency_injector import providers
 
 from flujo import ContextReference, Flujo, PipelineContext, Step, StepOutput
 from flujo.application.core.executor_core import ExecutorCore
+from flujo.application.core.step_policies import cache_key
 from flujo.containers import FlujoContainer
 from flujo.domain.events import HookEvent, StepFinished
 from flujo.infra.caches import InMemoryLRUCache
+from flujo.infra.hashing import Blake3Hasher
+from flujo.infra.serialization import OrjsonSerializer
 from flujo.providers import InMemoryStateProvider
 from tests.doubles import RecordingStateBackend
 from tests.helpers import DictCache, RecordingTelemetry
@@ -248,6 +251,157 @@ async def test_cache_key_fn_result_still_includes_the_step_identity() -> None:
     await executor.execute(a, 1)
     result = await executor.execute(b, 1)
     assert not result.cache_hit and len(body.calls) == 2
+
+
+# --- what the key names: the step's code and pipeline, not just its name ------------------
+
+
+def upper(text: str) -> str:
+    return text.upper()
+
+
+def reverse(text: str) -> str:
+    return text[::-1]
+
+
+async def test_two_pipelines_on_one_container_never_share_same_named_steps() -> None:
+    container = FlujoContainer()
+    shout = Flujo(
+        Step.from_callable(upper, name="s", cache=True), container=container, persist_state=False
+    )
+    flip = Flujo(
+        Step.from_callable(reverse, name="s", cache=True), container=container, persist_state=False
+    )
+    assert (await shout.run_async("hello")).output == "HELLO"
+    result = await flip.run_async("hello")
+    assert result.output == "olleh"
+    assert result.step_history[0].cache_hit is False
+    again = await flip.run_async("hello")
+    assert again.output == "olleh" and again.step_history[0].cache_hit
+
+
+async def test_same_named_steps_with_other_callables_miss_on_one_executor() -> None:
+    executor = _executor()
+    await executor.execute(Step.from_callable(upper, name="s", cache=True), "hi")
+    result = await executor.execute(Step.from_callable(reverse, name="s", cache=True), "hi")
+    assert (result.cache_hit, result.output) == (False, "ih")
+
+
+async def test_same_name_and_qualname_with_other_code_miss() -> None:
+    # Two lambdas: one module, one qualname ("<lambda>"), different code.
+    executor = _executor()
+    await executor.execute(Step.from_callable(lambda x: x + 1, name="s", cache=True), 1)
+    result = await executor.execute(Step.from_callable(lambda x: x - 1, name="s", cache=True), 1)
+    assert (result.cache_hit, result.output) == (False, 0)
+
+
+def _same_qualname(body: str) -> Any:
+    """A function named ``tests.fake.f`` whose code is ``body``: a module edited in place."""
+    namespace: dict[str, Any] = {}
+    exec(f"def f(x):\n    return {body}\n", namespace)
+    fn = namespace["f"]
+    fn.__module__ = "tests.fake"
+    return fn
+
+
+async def test_an_edited_function_misses_by_its_code_digest() -> None:
+    executor = _executor()
+    before, after = _same_qualname("x * 2"), _same_qualname("x * 3")
+    await executor.execute(Step.from_callable(before, name="s", cache=True), 2)
+    result = await executor.execute(Step.from_callable(after, name="s", cache=True), 2)
+    assert (result.cache_hit, result.output) == (False, 6)
+
+
+async def test_an_explicit_version_replaces_the_code_digest() -> None:
+    executor = _executor()
+    before, after = _same_qualname("x * 2"), _same_qualname("x * 3")
+    await executor.execute(Step.from_callable(before, name="s", cache=True, version="7"), 2)
+    # The user says the behaviour is the same version: the edit does not split the key...
+    same = await executor.execute(Step.from_callable(after, name="s", cache=True, version="7"), 2)
+    assert (same.cache_hit, same.output) == (True, 4)
+    # ...but another callable still does.
+    other = Step.from_callable(lambda x: x * 5, name="s", cache=True, version="7")
+    result = await executor.execute(other, 2)
+    assert (result.cache_hit, result.output) == (False, 10)
+
+
+async def test_agent_steps_are_keyed_by_the_agent_type() -> None:
+    class Shout:
+        async def run(self, data: str) -> str:
+            return data.upper()
+
+    class Whisper:
+        async def run(self, data: str) -> str:
+            return data.lower()
+
+    executor = _executor()
+    await executor.execute(Step("talk", agent=Shout(), cache=True), "Hi")
+    result = await executor.execute(Step("talk", agent=Whisper(), cache=True), "Hi")
+    assert (result.cache_hit, result.output) == (False, "hi")
+    again = await executor.execute(Step("talk", agent=Whisper(), cache=True), "Hi")
+    assert again.cache_hit
+
+
+async def test_same_named_control_flow_steps_with_other_branches_miss() -> None:
+    executor = _executor()
+
+    def pick(data: Any, context: Any) -> str:
+        return "only"
+
+    one = Step.branch_on(pick, {"only": Step.from_callable(upper, name="x")}, cache=True)
+    two = Step.branch_on(pick, {"only": Step.from_callable(reverse, name="x")}, cache=True)
+    await executor.execute(one, "ab", context=Ctx())
+    result = await executor.execute(two, "ab", context=Ctx())
+    assert (result.cache_hit, result.output) == (False, "ba")
+
+
+def test_the_key_names_the_pipeline() -> None:
+    s = Step.from_callable(upper, name="s", cache=True)
+    parts = {"serializer": OrjsonSerializer(), "hasher": Blake3Hasher()}
+    keys = {cache_key(s, "a", None, pipeline_name=name, **parts) for name in ("", "a", "b")}
+    assert len(keys) == 3
+    assert cache_key(s, "a", None, **parts) == cache_key(s, "a", None, pipeline_name="", **parts)
+
+
+def test_dicts_built_in_another_key_order_give_one_key() -> None:
+    s = Step.from_callable(upper, name="s", cache=True)
+    parts = {"serializer": OrjsonSerializer(), "hasher": Blake3Hasher()}
+    one = {"": 0, "0": 0, "nested": {"b": [{"y": 1, "x": 2}], "a": None}}
+    two = {"nested": {"a": None, "b": [{"x": 2, "y": 1}]}, "0": 0, "": 0}
+    assert list(one) != list(two)
+    assert cache_key(s, one, None, **parts) == cache_key(s, two, None, **parts)
+    assert cache_key(s, {1: "a", 2: "b"}, None, **parts) == cache_key(
+        s, {2: "b", 1: "a"}, None, **parts
+    )
+
+
+async def test_a_reordered_input_is_a_hit() -> None:
+    body = Counted()
+    executor = _executor()
+    s = Step.from_callable(body, name="s", cache=True)
+    await executor.execute(s, {"": 0, "0": 0})
+    hit = await executor.execute(s, {"0": 0, "": 0})
+    assert hit.cache_hit and len(body.calls) == 1
+
+
+def test_the_identity_is_made_once_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    import flujo.domain.dsl.step as step_module
+
+    calls: list[tuple[object, ...]] = []
+    real = step_module.code_digest
+
+    def counting(*targets: object) -> str:
+        calls.append(targets)
+        return real(*targets)
+
+    monkeypatch.setattr(step_module, "code_digest", counting)
+    s = Step.from_callable(upper, name="s", cache=True)
+    parts = {"serializer": OrjsonSerializer(), "hasher": Blake3Hasher()}
+    for text in ("a", "b", "c"):
+        cache_key(s, text, None, **parts)
+    assert len(calls) == 1
+    assert s.with_config(version="2").identity.endswith("@v2")  # a copy makes its own
+    assert len(calls) == 1  # (an explicit version needs no digest)
 
 
 # --- a context holding references --------------------------------------------------------

@@ -10,8 +10,10 @@ from dependency_injector import containers, providers
 
 from flujo import ConfigurationError, ContextReference, Flujo, PipelineContext, Step
 from flujo.application.core.executor_core import ExecutorCore
+from flujo.application.core.factories import ExecutorFactory
 from flujo.containers import FlujoContainer, load_profile
 from flujo.domain.interfaces import RunRecord
+from flujo.infra.state.memory import InMemoryBackend
 from tests.helpers import DictCache, DictStateProvider, RecordingTelemetry
 from tests.integration.postgres import postgres_dsn
 
@@ -356,10 +358,164 @@ def test_embedded_container_takes_the_host_config() -> None:
         Flujo(_echo(), container=app2.flujo())
 
 
-def test_flujo_state_providers_argument_overrides_only_that_runner() -> None:
+def test_flujo_state_providers_argument_reaches_only_that_runner() -> None:
     c1, c2 = FlujoContainer(), FlujoContainer()
     provider = DictStateProvider()
-    Flujo(_echo(), container=c1, state_providers={"p": provider})
-    Flujo(_echo(), container=c2)
-    assert c1.state_providers()["p"] is provider
-    assert "p" not in c2.state_providers()
+    one = Flujo(_echo(), container=c1, state_providers={"p": provider})
+    two = Flujo(_echo(), container=c2)
+    assert one.state_providers["p"] is provider
+    assert "p" not in two.state_providers
+    assert dict(c1.state_providers()) == {} and c1.state_providers.overridden == ()
+
+
+# --- a runner never changes a container it was handed ------------------------------------
+
+
+class TenantCtx(PipelineContext):
+    doc: ContextReference[dict[str, Any]] = ContextReference(provider_id="kg", key="doc")
+    notes: ContextReference[list[str]] = ContextReference(provider_id="tenant_a", key="notes")
+
+
+def _overrides(container: Any) -> dict[str, tuple[Any, ...]]:
+    """What overrides each part of ``container`` (the host's own embedding included)."""
+    names = ("state_providers", "state_backend", "telemetry", "cache_backend", "executor")
+    return {name: getattr(container, name).overridden for name in names}
+
+
+async def test_two_runners_on_one_host_container_each_see_only_their_own_providers() -> None:
+    app = _host()
+    host = app.flujo()
+    before = _overrides(host)
+    tenant_a, tenant_b = DictStateProvider({"notes": ["a"]}), DictStateProvider()
+    seen: list[Any] = []
+
+    def look(data: Any, *, context: TenantCtx) -> Any:
+        seen.append((context.doc.get(), context.notes.get()))
+        return data
+
+    step = Step.from_callable(look, name="look")
+    runner_a = Flujo(
+        step, context_model=TenantCtx, container=host, state_providers={"tenant_a": tenant_a}
+    )
+    runner_b = Flujo(
+        step, context_model=TenantCtx, container=host, state_providers={"tenant_b": tenant_b}
+    )
+
+    kg = host.state_providers()["kg"]
+    assert dict(runner_a.state_providers) == {"kg": kg, "tenant_a": tenant_a}
+    assert dict(runner_b.state_providers) == {"kg": kg, "tenant_b": tenant_b}
+    assert dict(host.state_providers()) == {"kg": kg}
+    assert _overrides(host) == before
+    assert (await runner_a.run_async(1)).success
+    assert seen == [({"title": "hello"}, ["a"])]
+    with pytest.raises(ConfigurationError, match="'tenant_a'") as info:
+        await runner_b.run_async(1)  # tenant_a is runner_a's, not the host's nor runner_b's
+    assert "'tenant_b'" in str(info.value) and "'kg'" in str(info.value)
+
+
+async def test_state_backend_given_with_a_host_container_is_that_runners_only() -> None:
+    app = _host()
+    host = app.flujo()
+    before = _overrides(host)
+    mine = InMemoryBackend()
+    runner = Flujo(_echo(), container=host, state_backend=mine)
+    other = Flujo(_echo(), container=host)
+    done, theirs = await runner.run_async(1), await other.run_async(2)
+    assert await mine.load_run(done.run_id) is not None
+    assert await mine.load_run(theirs.run_id) is None
+    assert host.state_backend() is not mine
+    assert await host.state_backend().load_run(theirs.run_id) is not None
+    assert [r.run_id for r in await runner.list_runs()] == [done.run_id]
+    assert _overrides(host) == before
+
+
+async def test_executor_factory_given_with_a_host_container_is_that_runners_only() -> None:
+    host = FlujoContainer()
+    before = _overrides(host)
+    telemetry, cache, provider = RecordingTelemetry(), DictCache(), DictStateProvider()
+    factory = ExecutorFactory(
+        telemetry=telemetry, cache_backend=cache, state_providers={"p": provider}
+    )
+    cached = Step.from_callable(lambda x: x, name="s", cache=True)
+    runner = Flujo(cached, container=host, executor_factory=factory, persist_state=False)
+    other = Flujo(cached, container=host, persist_state=False)
+    assert (await runner.run_async(1)).success and (await other.run_async(1)).success
+    assert telemetry.step_names == ["s"]  # only the factory's runner traced into it
+    assert len(cache.data) == 1  # and only it cached there
+    assert runner.state_providers["p"] is provider and "p" not in other.state_providers
+    assert host.executor().telemetry is not telemetry
+    assert _overrides(host) == before == dict.fromkeys(before, ())
+
+
+# --- configuration changed after construction --------------------------------------------
+
+
+def test_settings_stay_one_object_until_the_config_changes() -> None:
+    c = FlujoContainer()
+    first = c.settings()
+    assert c.settings() is first
+    c.config.from_dict({"cache": {"max_entries": 5}})
+    assert c.settings() is not first and c.settings().cache.max_entries == 5
+    c.config.cache.max_entries.from_value(6)
+    assert c.settings().cache.max_entries == 6
+
+
+def test_a_bad_config_change_is_an_error_at_the_next_resolution_and_is_not_kept() -> None:
+    c = FlujoContainer()
+    c.settings()
+    c.config.from_dict({"cache": {"max_entrys": 5}})
+    with pytest.raises(ConfigurationError, match="max_entrys"):
+        c.settings()
+    with pytest.raises(ConfigurationError, match="max_entrys"):
+        c.executor()  # every part resolved from the settings says so too
+    c.config.reset_override()  # back to the defaults
+    assert c.settings().cache.max_entries == 1024
+
+
+def test_a_part_is_made_again_only_when_its_own_settings_change() -> None:
+    c = FlujoContainer()
+    cache, telemetry = c.cache_backend(), c.telemetry()
+    c.config.from_dict({"telemetry": {"logger_name": "other"}})
+    assert c.cache_backend() is cache  # its arguments did not change: entries are kept
+    assert c.telemetry() is not telemetry
+    c.config.from_dict({"cache": {"max_entries": 2}})
+    assert c.cache_backend() is not cache
+    assert c.executor().cache_backend is c.cache_backend()
+    other = FlujoContainer()
+    assert other.cache_backend() is not c.cache_backend()  # each container its own parts
+
+
+async def test_a_config_change_on_the_runner_container_takes_effect_from_the_next_run() -> None:
+    calls: list[int] = []
+
+    def body(x: int) -> int:
+        calls.append(x)
+        return x
+
+    runner = Flujo(Step.from_callable(body, name="s", cache=True), persist_state=False)
+    for x in (1, 2, 1):
+        await runner.run_async(x)
+    assert calls == [1, 2]  # the default LRU keeps both
+    runner.container.config.from_dict({"cache": {"max_entries": 1}})
+    for x in (1, 2, 1):
+        await runner.run_async(x)
+    assert calls == [1, 2, 1, 2, 1]  # a new cache of one entry: 2 evicted 1
+    runner.container.config.from_dict({"telemetry": {"backend": "null"}})
+    assert type(runner._parts().telemetry).__name__ == "NullTelemetry"
+
+
+async def test_a_bad_config_change_on_the_runner_container_fails_the_next_run() -> None:
+    runner = Flujo(_echo(), persist_state=False)
+    assert (await runner.run_async(1)).success
+    runner.container.config.from_dict({"telemetry": {"backend": "loud"}})
+    with pytest.raises(ConfigurationError, match=r"telemetry\.backend"):
+        await runner.run_async(1)
+
+
+def test_a_host_config_change_reaches_the_embedded_container() -> None:
+    app = _host()
+    runner = Flujo(_echo(), container=app.flujo())
+    assert runner.container.settings().cache.max_entries == 1024
+    app.config.from_dict({"flujo": {"cache": {"max_entries": 4}}})
+    assert runner.container.settings().cache.max_entries == 4
+    assert runner.container.cache_backend() is runner._parts().executor.cache_backend

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from dependency_injector import providers
 
 from flujo import ConfigurationError, Flujo, Step, StepResult
 from flujo.application.core.executor_core import ExecutorCore
 from flujo.application.core.factories import BackendFactory, ExecutorFactory, merge_registries
+from flujo.containers import FlujoContainer
 from tests.helpers import DictCache, DictStateProvider, RecordingTelemetry
 
 
@@ -149,3 +151,58 @@ def test_conflicting_providers_fail_flujo_construction() -> None:
             executor_factory=ExecutorFactory(state_providers={"kg": DictStateProvider()}),
             state_providers={"kg": DictStateProvider()},
         )
+
+
+# --- with a container: exactly the given parts, the container untouched ------------------
+
+
+def _overrides(container: Any) -> dict[str, tuple[Any, ...]]:
+    names = ("telemetry", "cache_backend", "state_providers", "executor")
+    return {name: getattr(container, name).overridden for name in names}
+
+
+def test_executor_factory_with_a_container_uses_exactly_the_given_parts() -> None:
+    container = FlujoContainer()
+    telemetry, cache, provider = RecordingTelemetry(), DictCache(), DictStateProvider()
+    factory = ExecutorFactory(
+        telemetry=telemetry,
+        cache_backend=cache,
+        state_providers={"p": provider},
+        container=container,
+    )
+    executor = factory.create_executor()
+    assert executor.telemetry is telemetry
+    assert executor.cache_backend is cache
+    assert dict(executor.state_providers) == {"p": provider}
+    assert factory.container is container
+    assert _overrides(container) == dict.fromkeys(_overrides(container), ())
+    plain = container.executor()
+    assert plain.telemetry is not telemetry and plain.cache_backend is not cache
+    assert dict(plain.state_providers) == {}
+
+
+def test_executor_factory_with_a_container_keeps_its_parts_not_given() -> None:
+    container = FlujoContainer()
+    telemetry = RecordingTelemetry()
+    executor = ExecutorFactory(telemetry=telemetry, container=container).create_executor()
+    assert executor.telemetry is telemetry
+    assert executor.cache_backend is container.cache_backend()  # not given: the container's
+
+
+def test_executor_factory_providers_go_over_the_container_registry() -> None:
+    host, mine = DictStateProvider(), DictStateProvider()
+    container = FlujoContainer()
+    container.state_providers.override(providers.Object({"host": host}))
+    factory = ExecutorFactory(state_providers={"mine": mine}, container=container)
+    assert dict(factory.create_executor().state_providers) == {"host": host, "mine": mine}
+    assert dict(container.state_providers()) == {"host": host}
+    container.state_providers.override(providers.Object({"mine": DictStateProvider()}))
+    with pytest.raises(ConfigurationError, match="'mine'"):
+        factory.create_executor()
+
+
+def test_configure_still_overrides_a_container_on_request() -> None:
+    container = FlujoContainer()
+    telemetry = RecordingTelemetry()
+    ExecutorFactory(telemetry=telemetry).configure(container)
+    assert container.executor().telemetry is telemetry

@@ -20,6 +20,7 @@ from flujo import (
     StepResult,
     UsageLimits,
 )
+from flujo.application.core.factories import ExecutorFactory
 from flujo.containers import FlujoContainer
 from flujo.domain.events import HookEvent, RunFinished, RunStarted, StepFinished, StepStarted
 from flujo.infra.state.memory import InMemoryBackend
@@ -676,3 +677,48 @@ async def test_resources_reach_the_steps() -> None:
     runner = Flujo(_step("use", use), resources=resources, persist_state=False)
     assert (await runner.run_async(1)).success
     assert got == [resources] and got[0] is resources
+
+
+# --- what the runner layers over a container ---------------------------------------------
+
+
+def test_runner_state_providers_merges_a_given_containers_registry_with_its_own() -> None:
+    host_provider, own = DictStateProvider(), DictStateProvider()
+    container = FlujoContainer()
+    container.state_providers.override(providers.Object({"host": host_provider}))
+    runner = Flujo(
+        Step.from_callable(lambda x: x, name="s"),
+        container=container,
+        state_providers={"own": own},
+        persist_state=False,
+    )
+    assert dict(runner.state_providers) == {"host": host_provider, "own": own}
+    assert dict(runner.container.state_providers()) == {"host": host_provider}
+    # Resolved per run: a later change of the host's registry is seen, the layer stays.
+    later = DictStateProvider()
+    container.state_providers.override(providers.Object({"later": later}))
+    assert dict(runner.state_providers) == {"later": later, "own": own}
+    assert dict(runner._parts().executor.state_providers) == {"later": later, "own": own}
+
+
+def test_a_clash_with_the_given_containers_registry_fails_construction() -> None:
+    container = FlujoContainer()
+    container.state_providers.override(providers.Object({"kg": DictStateProvider()}))
+    with pytest.raises(ConfigurationError, match="'kg'"):
+        Flujo(
+            Step.from_callable(lambda x: x, name="s"),
+            container=container,
+            state_providers={"kg": DictStateProvider()},
+        )
+
+
+def test_an_override_on_the_runners_own_container_wins_over_what_it_was_given() -> None:
+    given, later = RecordingTelemetry(), RecordingTelemetry()
+    runner = Flujo(
+        Step.from_callable(lambda x: x, name="s"),
+        executor_factory=ExecutorFactory(telemetry=given),
+        persist_state=False,
+    )
+    assert runner._parts().telemetry is given
+    with runner.container.telemetry.override(later):
+        assert runner._parts().telemetry is later

@@ -538,8 +538,8 @@ async def test_two_runners_with_same_provider_id_never_cross() -> None:
     assert ctx_a is not ctx_b and ctx_a.log is not ctx_b.log
     assert ctx_a.log.get() == store_a.data["log"]
     assert ctx_b.log.get() == store_b.data["log"]
-    assert runner_a.container.state_providers()["store"] is store_a
-    assert runner_b.container.state_providers()["store"] is store_b
+    assert runner_a.state_providers["store"] is store_a
+    assert runner_b.state_providers["store"] is store_b
 
 
 async def test_class_default_reference_never_carries_a_value_between_runs() -> None:
@@ -933,13 +933,18 @@ async def test_embedding_in_a_host_container() -> None:
     assert runner.container.settings().state.backend == "memory"
 
 
-def test_container_state_providers_returns_the_runner_registry() -> None:
+def test_runner_state_providers_is_its_registry_and_a_given_container_keeps_its_own() -> None:
     first = InMemoryStateProvider()
     second = InMemoryStateProvider()
-    runner_one = Flujo(reader("r"), state_providers={"kg": first}, container=memory_container())
+    given = memory_container()
+    runner_one = Flujo(reader("r"), state_providers={"kg": first}, container=given)
     runner_two = Flujo(reader("r"), state_providers={"other": second})
 
-    assert dict(runner_one.container.state_providers()) == {"kg": first}
+    assert dict(runner_one.state_providers) == {"kg": first}
+    assert dict(runner_one.container.state_providers()) == {}  # the given container is as it was
+    assert runner_one.container is given
+    # A container the runner made is its own: it holds the runner's providers.
+    assert dict(runner_two.state_providers) == {"other": second}
     assert dict(runner_two.container.state_providers()) == {"other": second}
     assert runner_one.container is not runner_two.container
 
@@ -964,7 +969,7 @@ async def test_executor_factory_registry_reaches_the_run() -> None:
 
     assert result.success, result.feedback
     assert seen == [["from factory"]]
-    assert runner.container.state_providers()["kg"] is kg
+    assert runner.state_providers["kg"] is kg
 
 
 async def test_factory_and_runner_providers_are_merged() -> None:
@@ -992,7 +997,7 @@ async def test_factory_and_runner_providers_are_merged() -> None:
 
     assert result.success, result.feedback
     assert seen == [(["g"], "note")]
-    assert dict(runner.container.state_providers()) == {"kg": kg, "notes": notes}
+    assert dict(runner.state_providers) == {"kg": kg, "notes": notes}
 
 
 def test_one_id_with_two_different_providers_is_a_configuration_error() -> None:

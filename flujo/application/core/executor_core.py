@@ -68,7 +68,7 @@ class ExecutorCore:
     ) -> None:
         defaults: Any = None
         if None in (serializer, hasher, cache_backend, telemetry, usage_meter):
-            from flujo.containers import default_parts
+            from flujo.defaults import default_parts
 
             defaults = default_parts()
         self.serializer: Serializer = serializer if serializer is not None else defaults.serializer
@@ -247,7 +247,14 @@ class ExecutorCore:
                     f"step {step.name!r} is cached and reads a context holding "
                     "ContextReferences, whose data is not part of the key: give it a cache_key_fn"
                 )
-            return cache_key(step, data, context, serializer=self.serializer, hasher=self.hasher)
+            return cache_key(
+                step,
+                data,
+                context,
+                serializer=self.serializer,
+                hasher=self.hasher,
+                pipeline_name=self.pipeline_name,
+            )
         except UncacheableInputError as exc:
             if step.config.cache == "strict":
                 raise

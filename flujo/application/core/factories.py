@@ -2,12 +2,16 @@
 
 They keep the construction API the spec documents
 (``ExecutorFactory(telemetry=..., cache_backend=..., state_providers=...)``);
-the container underneath does the wiring.
+the container underneath does the wiring. What a factory or a runner was given
+travels as a ``PartsLayer``: parts passed to ``container.executor(...)`` at call
+time, on top of the container's own, so a container someone else handed over is
+never changed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flujo.application.core.executor_core import ExecutorCore
@@ -17,7 +21,7 @@ from flujo.domain.interfaces import CacheBackend, ExecutionBackend, StateProvide
 if TYPE_CHECKING:
     from dependency_injector.containers import Container
 
-__all__ = ["BackendFactory", "ExecutorFactory", "merge_registries"]
+__all__ = ["BackendFactory", "ExecutorFactory", "PartsLayer", "merge_registries"]
 
 
 def merge_registries(
@@ -37,8 +41,49 @@ def merge_registries(
     return merged
 
 
+@dataclass(frozen=True, slots=True)
+class PartsLayer:
+    """Parts laid over a container's for some executors; the container itself is untouched."""
+
+    telemetry: Telemetry | None = None
+    cache_backend: CacheBackend | None = None
+    state_providers: Mapping[str, StateProvider[Any]] = field(default_factory=dict)
+    """Providers on top of the container's registry (one id, two providers: an error)."""
+
+    def registry(self, container: Container) -> dict[str, StateProvider[Any]]:
+        """Return the container's provider registry with this layer's providers merged in."""
+        return merge_registries(container.state_providers(), self.state_providers)
+
+    def executor(self, container: Container, **kwargs: Any) -> ExecutorCore:
+        """Resolve a new executor from ``container`` with this layer's parts in place."""
+        if self.telemetry is not None:
+            kwargs["telemetry"] = self.telemetry
+        if self.cache_backend is not None:
+            kwargs["cache_backend"] = self.cache_backend
+        if self.state_providers:
+            kwargs["state_providers"] = self.registry(container)
+        executor: ExecutorCore = container.executor(**kwargs)
+        return executor
+
+    def override(self, container: Container) -> None:
+        """Override this layer's parts on ``container`` (only on a container you own)."""
+        from dependency_injector import providers
+
+        if self.telemetry is not None:
+            container.telemetry.override(providers.Object(self.telemetry))
+        if self.cache_backend is not None:
+            container.cache_backend.override(providers.Object(self.cache_backend))
+        if self.state_providers:
+            container.state_providers.override(providers.Object(self.registry(container)))
+
+
 class ExecutorFactory:
-    """Builds ``ExecutorCore`` objects from a container with the given parts swapped in."""
+    """Builds ``ExecutorCore`` objects from a container, with the given parts in place.
+
+    With ``container=``, executors get exactly the parts given (the providers merged
+    over the container's registry) and the container is not changed; without, the
+    factory makes its own container on first use and configures it with them.
+    """
 
     def __init__(
         self,
@@ -48,15 +93,18 @@ class ExecutorFactory:
         state_providers: Mapping[str, StateProvider[Any]] | None = None,
         container: Container | None = None,
     ) -> None:
-        self._telemetry = telemetry
-        self._cache_backend = cache_backend
-        self._state_providers = dict(state_providers or {})
+        self._layer = PartsLayer(telemetry, cache_backend, dict(state_providers or {}))
         self._container = container
+
+    @property
+    def layer(self) -> PartsLayer:
+        """The parts this factory puts on top of a container's."""
+        return self._layer
 
     @property
     def state_providers(self) -> Mapping[str, StateProvider[Any]]:
         """The providers this factory registers."""
-        return self._state_providers
+        return self._layer.state_providers
 
     @property
     def container(self) -> Container:
@@ -65,25 +113,20 @@ class ExecutorFactory:
             from flujo.containers import FlujoContainer
 
             self._container = FlujoContainer()
-            self.configure(self._container)
+            self._layer.override(self._container)  # its own: introspection shows the parts
         return self._container
 
     def configure(self, container: Container) -> None:
-        """Override ``container``'s parts with this factory's (its registry merged in)."""
-        from dependency_injector import providers
+        """Override ``container``'s parts with this factory's (its registry merged in).
 
-        if self._telemetry is not None:
-            container.telemetry.override(providers.Object(self._telemetry))
-        if self._cache_backend is not None:
-            container.cache_backend.override(providers.Object(self._cache_backend))
-        if self._state_providers:
-            merged = merge_registries(container.state_providers(), self._state_providers)
-            container.state_providers.override(providers.Object(merged))
+        This changes ``container`` for everyone using it; ``Flujo`` and
+        ``create_executor`` never call it on a container they were given.
+        """
+        self._layer.override(container)
 
     def create_executor(self) -> ExecutorCore:
-        """Return a new executor wired by the container."""
-        executor: ExecutorCore = self.container.executor()
-        return executor
+        """Return a new executor from the container, with this factory's parts."""
+        return self._layer.executor(self.container)
 
 
 class BackendFactory:

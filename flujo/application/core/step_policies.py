@@ -78,10 +78,16 @@ def cache_key(
     *,
     serializer: Serializer,
     hasher: Hasher,
+    pipeline_name: str = "",
 ) -> str:
-    """Return the blake3 key of a step's identity, version, input and declared context."""
+    """Return the key of a step's result: pipeline, step name and identity, input, key fields.
+
+    ``step.identity`` names what the step runs (its callable and code digest, or its
+    explicit version), so two steps sharing a name never share entries; the material
+    is dumped canonically (dict keys sorted), so equal inputs give one key.
+    """
     config = step.config
-    identity = [step.name, config.version]
+    identity = [pipeline_name, step.name, step.identity]
     if config.cache_key_fn is not None:
         material: Any = [*identity, config.cache_key_fn(data, context)]
     else:
@@ -95,7 +101,7 @@ def cache_key(
             fields[name] = getattr(context, name)
         material = [*identity, data, fields]
     try:
-        blob = serializer.dumps(material)
+        blob = serializer.dumps_canonical(material)
     except (TypeError, ValueError) as exc:
         raise UncacheableInputError(
             f"step {step.name!r} is cached but its input ({type(data).__name__}) cannot be "

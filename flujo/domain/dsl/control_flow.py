@@ -80,6 +80,19 @@ class CompositeStep(Step[Any, Any]):
         self.invoke = _composite_invoker(name)
         self.takes_context = True  # conditions and nested steps see the context
 
+    def _code(self) -> tuple[object, ...]:
+        # The construct's own callables and settings, and each nested step's identity.
+        slots: tuple[str, ...] = type(self).__slots__
+        return tuple((slot, _nested(getattr(self, slot))) for slot in slots)
+
+
+def _nested(value: Any) -> Any:
+    if isinstance(value, Pipeline):
+        return tuple((s.name, s.identity) for s in value.steps)
+    if isinstance(value, Mapping):
+        return {key: _nested(item) for key, item in value.items()}
+    return value
+
 
 class BranchStep(CompositeStep):
     """Runs one of several branches, chosen by ``condition(input, context)``."""

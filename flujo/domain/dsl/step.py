@@ -21,8 +21,9 @@ from typing import (
 
 from pydantic import BaseModel, ValidationError
 
+from flujo.domain.dsl.identity import code_digest, qualified_name
 from flujo.domain.errors import ConfigurationError, HumanInputError
-from flujo.domain.policies import StepConfig, StepOptions, StepOutput
+from flujo.domain.policies import DEFAULT_VERSION, StepConfig, StepOptions, StepOutput
 from flujo.domain.validation import summarize
 
 if TYPE_CHECKING:
@@ -101,7 +102,17 @@ class Step(Generic[InT, OutT]):
     ``Step(name, agent=obj)``; compose with ``>>``.
     """
 
-    __slots__ = ("agent", "config", "fallback_step", "invoke", "is_async", "name", "takes_context")
+    __slots__ = (
+        "_identity",
+        "_wrapped",
+        "agent",
+        "config",
+        "fallback_step",
+        "invoke",
+        "is_async",
+        "name",
+        "takes_context",
+    )
 
     composite: ClassVar[bool] = False
     """Whether this is a control-flow step whose nested steps the executor runs."""
@@ -115,6 +126,10 @@ class Step(Generic[InT, OutT]):
     agent: AgentLike | None
     fallback_step: Step[Any, Any] | None
     """Runs on the same input when every attempt of this step failed."""
+    _wrapped: Callable[..., Any] | None
+    """The callable ``from_callable`` wrapped (``None`` for an agent step)."""
+    _identity: str | None
+    """``identity``, made on first use (a copy with another config makes its own)."""
 
     def __init__(
         self,
@@ -131,6 +146,8 @@ class Step(Generic[InT, OutT]):
         self.agent = agent
         self.fallback_step = None
         self.takes_context = False
+        self._wrapped = None
+        self._identity = None
         if agent is None:
             # from_callable fills invoke/is_async right after construction.
             self.invoke = _missing_invoker(name)
@@ -216,7 +233,35 @@ class Step(Generic[InT, OutT]):
         made.invoke = _make_invoker(fn, with_context, with_resources)
         made.is_async = _is_async_callable(fn)
         made.takes_context = with_context
+        made._wrapped = fn
         return made
+
+    @property
+    def identity(self) -> str:
+        """What this step runs, stable across processes: ``module.qualname`` and a code digest.
+
+        The name is the callable's (an agent's type's); an explicit ``version`` other
+        than ``"1"`` stands in for the digest. Made once per step, on first use.
+        """
+        identity = self._identity
+        if identity is None:
+            target = self._wrapped if self._wrapped is not None else self.agent
+            name = qualified_name(target if target is not None else type(self))
+            version = self.config.version
+            if version != DEFAULT_VERSION:
+                identity = f"{name}@v{version}"
+            else:
+                identity = f"{name}#{code_digest(*self._code())}"
+            self._identity = identity
+        return identity
+
+    def _code(self) -> tuple[object, ...]:
+        """Return what the code digest covers; a control-flow step adds its nested steps."""
+        if self._wrapped is not None:
+            return (self._wrapped,)
+        if self.agent is not None:
+            return (self.agent.run,)
+        return (type(self),)
 
     def fallback(self, other: Step[InT, OutT]) -> Step[InT, OutT]:
         """Run ``other`` on the same input when every attempt of this step fails; return self."""
@@ -237,6 +282,7 @@ class Step(Generic[InT, OutT]):
             object.__setattr__(copy, slot, getattr(self, slot))
         # StepConfig turns the sequences into tuples in __post_init__.
         copy.config = dataclasses.replace(self.config, **options)
+        copy._identity = None  # a new version may stand in for the code digest
         return copy
 
     @staticmethod
