@@ -209,6 +209,14 @@ def runs_resume(
     human_input: Annotated[
         str | None, typer.Option("--human-input", help="Answer for a paused run (JSON or text).")
     ] = None,
+    on_pending: Annotated[
+        str | None,
+        typer.Option(
+            "--on-pending",
+            help="A step stopped while saving, and flujo cannot tell if its saves landed: "
+            "'rerun' it or 'accept' it as recorded.",
+        ),
+    ] = None,
     profile: ProfileOption = None,
 ) -> None:
     """Continue a crashed, failed or paused run after its last completed step."""
@@ -216,7 +224,10 @@ def runs_resume(
     def work() -> None:
         runner = load_runner(target, profile)
         answer = MISSING if human_input is None else parse_input(human_input)
-        result = _with_progress(runner, lambda: runner.resume(run_id, human_input=answer))
+        choice: Any = on_pending
+        result = _with_progress(
+            runner, lambda: runner.resume(run_id, human_input=answer, on_pending=choice)
+        )
         _report(result, target)
 
     _guarded(work)

@@ -424,6 +424,20 @@ def test_runs_resume_of_a_failed_run_continues_after_the_fix(project: Path) -> N
     assert _json_after_completed(result.stdout) == 11
 
 
+def test_runs_resume_passes_on_pending_and_checks_it(project: Path) -> None:
+    (project / "BROKEN").touch()
+    run_id = _run_id(invoke("run", "pipe.py:flaky", "--input", "5"))
+    (project / "BROKEN").unlink()
+
+    bad = invoke("runs", "resume", run_id, "pipe.py:flaky", "--on-pending", "maybe")
+    assert_one_error_line(bad, "error:", "ConfigurationError", "on_pending")
+
+    # Nothing is pending in this run: the choice is accepted and has nothing to settle.
+    result = invoke("runs", "resume", run_id, "pipe.py:flaky", "--on-pending", "rerun")
+    assert result.exit_code == 0, result.stderr
+    assert _json_after_completed(result.stdout) == 11
+
+
 def test_runs_resume_accepts_another_spelling_of_the_same_target_file(project: Path) -> None:
     (project / "BROKEN").touch()
     run_id = _run_id(invoke("run", "pipe.py:flaky", "--input", "5"))
