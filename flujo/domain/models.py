@@ -119,6 +119,12 @@ class ContextReference(BaseModel, Generic[T]):
         """Whether it was ``set()`` outside a run since flujo last gave it a value."""
         return self.__pydantic_private__["_dirty"]  # type: ignore[index,no-any-return]
 
+    def model_post_init(self, context: Any, /) -> None:
+        """Tell the running attempt, if any, that a reference was made (it is loaded next)."""
+        access = ACCESS.get()
+        if access is not None:
+            access.note_new()
+
     @model_serializer(mode="wrap")
     def _pointer(self, handler: SerializerFunctionWrapHandler) -> Any:
         dumped = handler(self)

@@ -30,6 +30,10 @@ class RefAccess(Protocol):
         """Record ``value`` as ``ref``'s new value in this attempt."""
         ...
 
+    def note_new(self) -> None:
+        """Say that a reference object was created while this attempt ran."""
+        ...
+
 
 ACCESS: ContextVar[RefAccess | None] = ContextVar("flujo_ref_access", default=None)
 """The scope of the step attempt running in this task, if any."""

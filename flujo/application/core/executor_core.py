@@ -138,7 +138,7 @@ class ExecutorCore:
         access = ACCESS.get()
         parent = access if type(access) is Scope and access.session is session else None
         managed = session.manages(context)
-        if managed and parent is None and (session.new_refs or id(context) not in session.hydrated):
+        if managed and parent is None and session.needs_hydration(context):  # type: ignore[arg-type]
             assert context is not None
             try:
                 await session.hydrate(context)

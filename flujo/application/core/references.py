@@ -2,8 +2,10 @@
 
 Which fields can hold a reference is decided once per model class from its type
 annotations (a reference directly, or inside nested models, lists, tuples,
-dicts, optionals and unions). Fields typed ``Any`` are not searched: a context
-with a large free-form field costs nothing per step.
+dicts, optionals and unions). A field typed with a model that holds no reference
+is searched too, by the runtime type of its value: an instance of a subclass may
+add one. Fields typed ``Any`` are not searched: a context with a large
+free-form field costs nothing per step.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pydantic import BaseModel
 
 from flujo.domain.models import ContextReference
 
-__all__ = ["Found", "find_references", "reference_fields"]
+__all__ = ["Found", "find_references", "model_fields_to_search", "reference_fields"]
 
 # The string keeps pydantic from building a parametrized model class at import time.
 Found = tuple[str, "ContextReference[Any]"]
@@ -24,6 +26,8 @@ Found = tuple[str, "ContextReference[Any]"]
 # Memos derived only from class definitions; weak keys let classes be collected.
 _PLANS: WeakKeyDictionary[type[BaseModel], tuple[str, ...]] = WeakKeyDictionary()
 _REACHES: WeakKeyDictionary[type[BaseModel], bool] = WeakKeyDictionary()
+_SEARCHED: WeakKeyDictionary[type[BaseModel], tuple[str, ...]] = WeakKeyDictionary()
+_MODELS: WeakKeyDictionary[type[BaseModel], tuple[str, ...]] = WeakKeyDictionary()
 
 
 def _mentions(annotation: Any, models: set[type[BaseModel]]) -> bool:
@@ -84,13 +88,39 @@ def reference_fields(model: type[BaseModel]) -> tuple[str, ...]:
     return plan
 
 
+def _names_models(annotation: Any) -> bool:
+    models: set[type[BaseModel]] = set()
+    _mentions(annotation, models)
+    return bool(models)
+
+
+def model_fields_to_search(model: type[BaseModel]) -> tuple[str, ...]:
+    """Return the fields typed with models that hold no reference (a subclass value may)."""
+    plan = _MODELS.get(model)
+    if plan is None:
+        static = set(reference_fields(model))
+        plan = _MODELS[model] = tuple(
+            name
+            for name, field in model.model_fields.items()
+            if name not in static and _names_models(field.annotation)
+        )
+    return plan
+
+
+def _searched(model: type[BaseModel]) -> tuple[str, ...]:
+    plan = _SEARCHED.get(model)
+    if plan is None:
+        plan = _SEARCHED[model] = reference_fields(model) + model_fields_to_search(model)
+    return plan
+
+
 def _walk(value: Any, path: str | None, out: list[Found], seen: set[int]) -> None:
     if isinstance(value, ContextReference):
         if id(value) not in seen:
             seen.add(id(value))
             out.append((path or "", value))
     elif isinstance(value, BaseModel):
-        for name in reference_fields(type(value)):
+        for name in _searched(type(value)):
             _walk(getattr(value, name), None if path is None else f"{path}.{name}", out, seen)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
@@ -106,7 +136,7 @@ def find_references(context: BaseModel, *, with_paths: bool = False) -> list[Fou
     Paths are built only when ``with_paths`` is true; otherwise they are ``""``.
     """
     out: list[Found] = []
-    fields = reference_fields(type(context))
+    fields = _searched(type(context))
     if fields:
         seen: set[int] = set()
         for name in fields:

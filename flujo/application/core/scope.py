@@ -124,6 +124,10 @@ class Scope:
             value = self.copies[ident] = copy.deepcopy(value)
         return value
 
+    def note_new(self) -> None:
+        """Record that a reference object was made while this attempt ran."""
+        self.session.note_new()
+
     def write(self, ref: ContextReference[Any], value: Any) -> None:
         """Record a ``set()``: saved when the attempt commits, dropped if it fails."""
         ident = (ref.provider_id, ref.key)

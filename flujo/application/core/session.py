@@ -19,7 +19,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from flujo.application.core.references import find_references, reference_fields
+from flujo.application.core.references import (
+    find_references,
+    model_fields_to_search,
+    reference_fields,
+)
 from flujo.domain.errors import (
     ConfigurationError,
     ReferenceNotHydratedError,
@@ -132,8 +136,28 @@ class StateSession:
     # -- finding and loading -------------------------------------------------------------
 
     def manages(self, context: BaseModel | None) -> bool:
-        """Whether ``context``'s model can hold references (decided once per class)."""
-        return context is not None and bool(reference_fields(type(context)))
+        """Whether ``context`` holds references (by its model's annotations, else its values)."""
+        if context is None:
+            return False
+        model = type(context)
+        if reference_fields(model):
+            return True
+        if not model_fields_to_search(model):
+            return False  # no field can hold one, whatever its value: nothing to check
+        # A subclass value may hold one: looked at each time, as a step may assign one.
+        return bool(find_references(context))
+
+    def needs_hydration(self, context: BaseModel) -> bool:
+        """Whether ``context`` may hold references not bound yet (new ones, or never looked)."""
+        return (
+            self.new_refs
+            or id(context) not in self.hydrated
+            or not reference_fields(type(context))  # found by value: any step may add one
+        )
+
+    def note_new(self) -> None:
+        """Record that a reference was made during a step: the next step looks for it."""
+        self.new_refs = True
 
     def _provider(self, ident: Key, path: str) -> StateProvider[Any] | None:
         provider = self.providers.get(ident[0])

@@ -1,0 +1,210 @@
+"""Where step scopes cross other policies: retry, fallback, cache, loop, validators, limits.
+
+In every case a ``set()`` is saved exactly when the attempt that made it commits:
+once, with the last attempt's value, and never for an attempt that failed for any
+reason (an exception, a validator, its own usage limit) nor for a cache hit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from flujo import Flujo, Step
+from flujo.containers import FlujoContainer
+from flujo.domain.models import ContextReference, PipelineContext
+from flujo.domain.policies import StepOutput, UsageLimits
+from tests.doubles import RecordingProvider
+
+TESTING_PROFILE = Path(__file__).resolve().parents[2] / "containers" / "testing.yaml"
+
+
+def memory_container() -> Any:
+    """A fresh all-in-memory container (run state included), so runs write nothing to disk."""
+    return FlujoContainer.from_profile(TESTING_PROFILE)
+
+
+class Ctx(PipelineContext):
+    graph: ContextReference[list[str]] = ContextReference(provider_id="kg", key="graph")
+    seen: list[int] = Field(default_factory=list)
+
+
+def runner_of(pipeline: Any, kg: RecordingProvider, **kw: Any) -> Flujo[Any, Any, Ctx]:
+    kw.setdefault("container", memory_container())
+    return Flujo(pipeline, context_model=Ctx, state_providers={"kg": kg}, **kw)
+
+
+def observer(seen: list[Any]) -> Step[Any, Any]:
+    """A step that records the graph as the next step sees it."""
+
+    def look(data: Any, *, context: Ctx) -> Any:
+        seen.append(list(context.graph.get() or []))
+        return data
+
+    return Step.from_callable(look, name="look")
+
+
+def setter(item: str, **kw: Any) -> Step[Any, Any]:
+    """A step that appends ``item`` to the graph with ``set()`` and succeeds."""
+
+    def write(data: Any, *, context: Ctx) -> Any:
+        context.graph.set([*(context.graph.get() or []), item])
+        return data
+
+    return Step.from_callable(write, name=f"set-{item}", **kw)
+
+
+async def test_retry_of_a_set_saves_once_the_last_attempts_value() -> None:
+    kg = RecordingProvider({"graph": ["a"]}, name="kg")
+    attempts = 0
+    after: list[Any] = []
+
+    def write(data: Any, *, context: Ctx) -> Any:
+        nonlocal attempts
+        attempts += 1
+        context.graph.set([*(context.graph.get() or []), f"attempt{attempts}"])
+        if attempts < 3:
+            raise RuntimeError(f"attempt {attempts} fails")
+        return data
+
+    pipeline = Step.from_callable(write, name="write", max_retries=2) >> observer(after)
+    runner = runner_of(pipeline, kg)
+
+    result = await runner.run_async(None)
+
+    assert result.success, result.feedback
+    assert result.step_history[0].attempts == 3
+    assert after == [["a", "attempt3"]]
+    assert kg.save_calls == [("graph", ["a", "attempt3"])]
+    assert kg.load_calls == ["graph"]  # a failed attempt is dropped, not reloaded
+
+
+async def test_fallback_drops_the_primarys_set_and_saves_its_own() -> None:
+    kg = RecordingProvider({"graph": ["a"]}, name="kg")
+    seen_by_fallback: list[Any] = []
+    after: list[Any] = []
+
+    def primary(data: Any, *, context: Ctx) -> Any:
+        context.graph.set([*(context.graph.get() or []), "primary"])
+        raise RuntimeError("primary fails")
+
+    def backup(data: Any, *, context: Ctx) -> Any:
+        value = list(context.graph.get() or [])
+        seen_by_fallback.append(value)
+        context.graph.set([*value, "fallback"])
+        return data
+
+    step = Step.from_callable(primary, name="primary").fallback(
+        Step.from_callable(backup, name="backup")
+    )
+    runner = runner_of(step >> observer(after), kg)
+
+    result = await runner.run_async(None)
+
+    assert result.success, result.feedback
+    assert result.step_history[0].fallback == "backup"
+    assert seen_by_fallback == [["a"]]
+    assert after == [["a", "fallback"]]
+    assert kg.save_calls == [("graph", ["a", "fallback"])]
+    assert kg.load_calls == ["graph"]  # the primary's set() is dropped, not reloaded
+
+
+async def test_cache_hit_in_a_context_with_references_does_not_save() -> None:
+    kg = RecordingProvider({"graph": ["a"]}, name="kg")
+    runs = 0
+
+    def compute(data: str, *, context: Ctx) -> str:
+        nonlocal runs
+        runs += 1
+        context.graph.set([*(context.graph.get() or []), f"computed {data}"])
+        return data.upper()
+
+    cached = Step.cached(Step.from_callable(compute, name="compute")).with_config(
+        cache_key_fn=lambda data, context: data
+    )
+    runner = runner_of(cached, kg)
+
+    miss = await runner.run_async("x")
+    assert miss.success, miss.feedback
+    assert not miss.step_history[0].cache_hit
+    assert kg.save_calls == [("graph", ["a", "computed x"])]
+
+    hit = await runner.run_async("x")
+
+    assert hit.success, hit.feedback
+    assert hit.step_history[0].cache_hit
+    assert hit.output == "X"
+    assert runs == 1
+    assert kg.save_calls == [("graph", ["a", "computed x"])]  # the hit saved nothing
+    assert kg.data["graph"] == ["a", "computed x"]
+
+
+async def test_loop_step_retried_after_a_failed_iteration_applies_each_iteration_once() -> None:
+    kg = RecordingProvider({"graph": []}, name="kg")
+    failed_once = False
+
+    def body(n: int, *, context: Ctx) -> int:
+        nonlocal failed_once
+        n += 1
+        context.seen.append(n)
+        if n == 2 and not failed_once:
+            failed_once = True
+            raise RuntimeError("iteration 2 fails once")
+        return n
+
+    loop = Step.loop_until(
+        Step.from_callable(body, name="body"),
+        lambda out, ctx: out >= 3,
+        max_loops=5,
+        name="loop",
+        max_retries=1,
+    )
+    runner = runner_of(loop, kg)
+
+    result = await runner.run_async(0)
+
+    assert result.success, result.feedback
+    assert result.output == 3
+    assert result.step_history[0].attempts == 2
+    assert result.final_pipeline_context is not None
+    assert result.final_pipeline_context.seen == [1, 2, 3]
+
+
+async def test_validator_rejection_drops_the_set() -> None:
+    kg = RecordingProvider({"graph": ["a"]}, name="kg")
+
+    step = setter("rejected", validators=[lambda output: False])
+    runner = runner_of(step, kg)
+
+    result = await runner.run_async(None)
+
+    assert not result.success
+    assert "ValidationFailedError" in (result.step_history[0].feedback or "")
+    assert kg.save_calls == []
+    assert kg.data["graph"] == ["a"]
+    assert result.final_pipeline_context is not None
+    assert result.final_pipeline_context.graph.get() == ["a"]
+
+
+async def test_step_usage_limit_exceeded_drops_the_set() -> None:
+    kg = RecordingProvider({"graph": ["a"]}, name="kg")
+
+    def expensive(data: Any, *, context: Ctx) -> StepOutput[Any]:
+        context.graph.set([*(context.graph.get() or []), "expensive"])
+        return StepOutput(data, cost_usd=1.0)
+
+    step = Step.from_callable(
+        expensive, name="expensive", usage_limits=UsageLimits(total_cost_usd_limit=0.5)
+    )
+    runner = runner_of(step, kg)
+
+    result = await runner.run_async(None)
+
+    assert not result.success
+    assert "UsageLimitExceededError" in (result.step_history[0].feedback or "")
+    assert kg.save_calls == []
+    assert kg.data["graph"] == ["a"]
+    assert result.final_pipeline_context is not None
+    assert result.final_pipeline_context.graph.get() == ["a"]
