@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import inspect
-from collections.abc import Awaitable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
@@ -21,6 +21,7 @@ from flujo.application.core.factories import (
 from flujo.application.core.pending import OnPending, settle_pending
 from flujo.application.core.pipeline_run import RunParts, RunPlan, RunStart, execute_run
 from flujo.application.core.resume import MISSING, restore, run_info
+from flujo.application.sync_door import run_sync
 from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.dsl.step import Step
 from flujo.domain.errors import ConfigurationError, RunNotFoundError
@@ -363,7 +364,7 @@ class Flujo(Generic[InT, OutT, ContextT]):
         initial_context_data: Mapping[str, Any] | None = None,
     ) -> PipelineResult[ContextT]:
         """Run synchronously; inside a running event loop the run gets its own thread."""
-        return _run_sync(
+        return run_sync(
             self._closing(
                 self.run_async(data, run_id=run_id, initial_context_data=initial_context_data)
             )
@@ -377,7 +378,7 @@ class Flujo(Generic[InT, OutT, ContextT]):
         on_pending: OnPending | None = None,
     ) -> PipelineResult[ContextT]:
         """Resume synchronously (see ``resume_async``)."""
-        return _run_sync(
+        return run_sync(
             self._closing(self.resume_async(run, human_input=human_input, on_pending=on_pending))
         )
 
@@ -408,17 +409,3 @@ class Flujo(Generic[InT, OutT, ContextT]):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-
-def _run_sync(work: Coroutine[Any, Any, R]) -> R:
-    # Imported here, like every asyncio import on the `import flujo` path: it is a third
-    # of the import time, and the first run pays it anyway.
-    import asyncio
-    import concurrent.futures
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(work)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, work).result()

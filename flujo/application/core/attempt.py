@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from flujo.application.core.invocation import guarded
+from flujo.application.core.control_flow import run_composite
+from flujo.application.core.invocation import guarded, within
 from flujo.application.core.scope import Scope
 from flujo.application.core.step_policies import apply_processors, run_validators
+from flujo.domain.dsl.control_flow import CompositeStep
 from flujo.domain.dsl.step import Step
 from flujo.domain.errors import (
     ConfigurationError,
-    StepTimeoutError,
     UsageLimitExceededError,
 )
 from flujo.domain.models import StepResult
@@ -103,15 +104,8 @@ async def run_attempts(
         token = ACCESS.set(scope) if scope is not None else None
         span = executor.span(step, done.attempts, cache_hit=False)
         try:
-            output = await _attempt(
-                executor,
-                step,
-                data,
-                context if scope is None else scope.context,
-                resources,
-                done,
-                scope,
-            )
+            run_on = context if scope is None else scope.context
+            output = await _attempt(executor, step, data, run_on, resources, done)
         except Exception as exc:
             if scope is not None:
                 scope.rollback(f"step {step.name!r}, which read it, failed")
@@ -145,7 +139,6 @@ async def _attempt(
     context: Any,
     resources: Any,
     done: Attempts,
-    scope: Scope | None,
 ) -> Any:
     """One attempt: the call, then output processors, validators and the step's limits."""
     config = step.config
@@ -182,24 +175,13 @@ async def _composite(
     resources: Any,
     done: Attempts,
 ) -> Any:
-    from flujo.application.core.control_flow import run_composite  # the handlers import us
-    from flujo.domain.dsl.control_flow import CompositeStep
-
     assert isinstance(step, CompositeStep)
     history: list[StepResult] = []
     run = run_composite(executor, step, data, context, resources, history)
     try:
         if step.config.timeout_s is None:
             return await run
-        import asyncio
-
-        try:
-            async with asyncio.timeout(step.config.timeout_s):
-                return await run
-        except TimeoutError as exc:
-            raise StepTimeoutError(
-                f"step {step.name!r} took longer than timeout_s={step.config.timeout_s}"
-            ) from exc
+        return await within(step, step.config.timeout_s, run)
     finally:
         # However the construct ended, what its nested steps ran and spent is kept.
         done.nested = history  # the last attempt's; every attempt's spending counts

@@ -14,18 +14,19 @@ import contextlib
 import contextvars
 import inspect
 import threading
+from collections.abc import Awaitable
 from typing import Any
 
 from flujo.domain.dsl.step import Step
 from flujo.domain.errors import StepTimeoutError
 from flujo.domain.policies import StepConfig
 
-__all__ = ["asyncio_sleep", "describe", "guarded"]
+__all__ = ["asyncio_sleep", "describe", "guarded", "within"]
 
 
 async def asyncio_sleep(seconds: float) -> None:
     """Sleep on the running loop (the executor's default backoff sleep)."""
-    import asyncio  # not at module level: see runner._run_sync
+    import asyncio  # not at module level: see sync_door.run_sync
 
     await asyncio.sleep(seconds)
 
@@ -42,21 +43,26 @@ async def guarded(
         pending = _on_daemon_thread(step, data, context, resources)
     else:
         pending = asyncio.to_thread(_call_in_thread, step, data, context, resources)
-    if config.timeout_s is None:
-        out = await pending
-    else:
-        try:
-            async with asyncio.timeout(config.timeout_s):
-                out = await pending
-                if inspect.isawaitable(out):
-                    out = await out
-        except TimeoutError as exc:
-            raise StepTimeoutError(
-                f"step {step.name!r} took longer than timeout_s={config.timeout_s}"
-            ) from exc
+    out = (
+        await pending if config.timeout_s is None else await within(step, config.timeout_s, pending)
+    )
     if inspect.isawaitable(out):
         out = await out
     return out
+
+
+async def within(step: Step[Any, Any], seconds: float, pending: Awaitable[Any]) -> Any:
+    """Await ``pending`` (and an awaitable it returns) for ``seconds`` at most."""
+    import asyncio
+
+    try:
+        async with asyncio.timeout(seconds):
+            out = await pending
+            if inspect.isawaitable(out):
+                out = await out
+            return out
+    except TimeoutError as exc:
+        raise StepTimeoutError(f"step {step.name!r} took longer than timeout_s={seconds}") from exc
 
 
 def _on_daemon_thread(step: Step[Any, Any], data: Any, context: Any, resources: Any) -> Any:

@@ -29,7 +29,7 @@ def current_scope() -> Scope | None:
 
 async def yield_() -> None:
     """Let the event loop run other tasks (and timeouts fire) between nested steps."""
-    import asyncio  # not at module level: keeps `import flujo` light (see runner._run_sync)
+    import asyncio  # not at module level: keeps `import flujo` light (see sync_door.run_sync)
 
     await asyncio.sleep(0)
 

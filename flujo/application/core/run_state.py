@@ -11,6 +11,7 @@ from flujo.application.core.commit import commit_step, save_staged
 from flujo.application.core.control_flow import Progress
 from flujo.application.core.executor_core import ExecutorCore
 from flujo.application.core.scope import Scope
+from flujo.application.core.session import StateSession
 from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.dsl.step import Step
 from flujo.domain.errors import PipelineAbortSignal, StateError
@@ -64,7 +65,11 @@ class RunPlan:
 
 @dataclass(frozen=True, slots=True)
 class RunParts:
-    """The parts resolved from the container for one run."""
+    """Everything one run needs, resolved from the container once when it starts.
+
+    Nothing on the run's path touches the container after this: the executor
+    carries the hasher, cache and usage meter, and its state session is the run's.
+    """
 
     executor: ExecutorCore
     backend: ExecutionBackend
@@ -72,6 +77,11 @@ class RunParts:
     serializer: Serializer
     telemetry: Telemetry
     clock: Callable[[], float]
+
+    @property
+    def session(self) -> StateSession:
+        """The run's state session: its referenced values, loaded and saved once."""
+        return self.executor.session
 
 
 @dataclass(slots=True)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from flujo.application.core.awaiting import deadline, gather_all, why
 from flujo.application.core.references import (
     find_references,
     model_fields_to_search,
@@ -215,7 +216,7 @@ class StateSession:
             self._bind(ref, entry)
         if loads:
             try:
-                await _gather_all(self._load(entry) for entry in loads.values())
+                await gather_all(self._load(entry) for entry in loads.values())
             except BaseException:
                 for ident in loads:
                     del self.entries[ident]
@@ -228,16 +229,16 @@ class StateSession:
         provider_id, key = entry.ident
         try:
             if self.is_versioned(provider_id, entry.provider):
-                versioned = await _deadline(
+                versioned = await deadline(
                     entry.provider.load_versioned(key),  # type: ignore[attr-defined]
                     self.load_timeout_s,
                 )
                 entry.value, entry.version = versioned.value, versioned.version
             else:
-                entry.value = await _deadline(entry.provider.load(key), self.load_timeout_s)
+                entry.value = await deadline(entry.provider.load(key), self.load_timeout_s)
         except Exception as exc:
             raise StateLoadError(
-                f"loading {entry.describe()} failed: {_why(exc, self.load_timeout_s)}"
+                f"loading {entry.describe()} failed: {why(exc, self.load_timeout_s)}"
             ) from exc
         entry.loaded = True
 
@@ -321,7 +322,7 @@ class StateSession:
                 calls.append(self._save_versioned(group, writer, landed))
             else:
                 calls.extend(self._save_plain(entry, landed) for entry in group)
-        await _gather_all(calls)
+        await gather_all(calls)
 
     async def _save_versioned(self, group: list[Entry], writer: str, landed: list[Entry]) -> None:
         writes = [
@@ -329,24 +330,22 @@ class StateSession:
         ]
         provider: Any = group[0].provider
         try:
-            versions = await _deadline(provider.save_versioned(writes), self.save_timeout_s)
+            versions = await deadline(provider.save_versioned(writes), self.save_timeout_s)
         except StateConflictError:
             raise
         except Exception as exc:
             names = ", ".join(e.describe() for e in group)
-            raise StateSaveError(
-                f"saving {names} failed: {_why(exc, self.save_timeout_s)}"
-            ) from exc
+            raise StateSaveError(f"saving {names} failed: {why(exc, self.save_timeout_s)}") from exc
         for entry, version in zip(group, versions, strict=True):
             entry.version, entry.loaded = version, True
             landed.append(entry)
 
     async def _save_plain(self, entry: Entry, landed: list[Entry]) -> None:
         try:
-            await _deadline(entry.provider.save(entry.ident[1], entry.value), self.save_timeout_s)
+            await deadline(entry.provider.save(entry.ident[1], entry.value), self.save_timeout_s)
         except Exception as exc:
             raise StateSaveError(
-                f"saving {entry.describe()} failed: {_why(exc, self.save_timeout_s)}"
+                f"saving {entry.describe()} failed: {why(exc, self.save_timeout_s)}"
             ) from exc
         landed.append(entry)
 
@@ -373,29 +372,3 @@ class StateSession:
                 continue
             changed.append(entry)
         return [*self.staged.values(), *changed]
-
-
-async def _gather_all(work: Iterable[Awaitable[Any]]) -> list[Any]:
-    """Await everything concurrently; raise the first failure once all have ended."""
-    import asyncio  # not at module level: see runner._run_sync
-
-    outcomes = await asyncio.gather(*work, return_exceptions=True)
-    for outcome in outcomes:
-        if isinstance(outcome, BaseException):
-            raise outcome
-    return outcomes
-
-
-async def _deadline(call: Awaitable[Any], seconds: float | None) -> Any:
-    if seconds is None:
-        return await call
-    import asyncio
-
-    async with asyncio.timeout(seconds):
-        return await call
-
-
-def _why(exc: BaseException, seconds: float | None) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {seconds} s (state.load_timeout_s / state.save_timeout_s)"
-    return f"{type(exc).__name__}: {exc}"
