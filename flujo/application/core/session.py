@@ -132,6 +132,7 @@ class StateSession:
         self.deferred = False
         """True while a run loop owns the session: it saves staged values with checkpoints."""
         self._skipped: set[Key] = set()
+        self._kinds: dict[type[BaseModel], int] = {}
         self._versioned: dict[str, bool] = {}
 
     # -- finding and loading -------------------------------------------------------------
@@ -141,10 +142,14 @@ class StateSession:
         if context is None:
             return False
         model = type(context)
-        if reference_fields(model):
-            return True
-        if not model_fields_to_search(model):
-            return False  # no field can hold one, whatever its value: nothing to check
+        kind = self._kinds.get(model)
+        if kind is None:
+            # Decided once per model and run: 2 by annotation, 1 by value, 0 never.
+            kind = self._kinds[model] = (
+                2 if reference_fields(model) else 1 if model_fields_to_search(model) else 0
+            )
+        if kind != 1:
+            return kind == 2
         # A subclass value may hold one: looked at each time, as a step may assign one.
         return bool(find_references(context))
 
@@ -300,6 +305,8 @@ class StateSession:
 
     def take_staged(self) -> list[Entry]:
         """Return and forget the staged entries (the caller saves them)."""
+        if not self.staged:
+            return []
         staged = list(self.staged.values())
         self.staged.clear()
         return staged
