@@ -86,18 +86,13 @@ async def run_attempts(
     done = Attempts()
     key = None
     if config.input_processors or config.cache:
-        try:
-            if config.input_processors:
-                data = await apply_processors(config.input_processors, data, context)
-            key = executor.cache_key(step, data, context) if config.cache else None
-        except Exception as exc:
-            done.error, done.attempts = exc, 1
-            return done
-        if key is not None and await executor.cache_lookup(step, key, done):
+        data, key, finished = await _before_attempts(executor, step, data, context, done)
+        if finished:
             return done
     isolate = isolates(step)
     scoped = managed or isolate
     session = executor.session
+    plain = config.plain and not step.composite
     while True:
         done.attempts += 1
         scope = Scope(session, parent, step.name, context, isolate=isolate) if scoped else None
@@ -105,7 +100,17 @@ async def run_attempts(
         span = executor.span(step, done.attempts, cache_hit=False)
         try:
             run_on = context if scope is None else scope.context
-            output = await _attempt(executor, step, data, run_on, resources, done)
+            if plain:
+                # Nothing around the call: invoked here, one coroutine less per step.
+                output = step.invoke(data, run_on, resources)
+                if step.is_async or inspect.isawaitable(output):
+                    output = await output
+                if type(output) is StepOutput:
+                    done.cost_usd += output.cost_usd
+                    done.tokens += output.tokens
+                    output = output.value
+            else:
+                output = await _attempt(executor, step, data, run_on, resources, done)
         except Exception as exc:
             if scope is not None:
                 scope.rollback(f"step {step.name!r}, which read it, failed")
@@ -130,6 +135,23 @@ async def run_attempts(
         if key is not None:
             await executor.cache_store(step, key, output)
         return done
+
+
+async def _before_attempts(
+    executor: ExecutorCore, step: Step[Any, Any], data: Any, context: Any, done: Attempts
+) -> tuple[Any, str | None, bool]:
+    """Process the input and look the cache up; return ``(data, key, finished)``."""
+    config = step.config
+    try:
+        if config.input_processors:
+            data = await apply_processors(config.input_processors, data, context)
+        key = executor.cache_key(step, data, context) if config.cache else None
+    except Exception as exc:
+        done.error, done.attempts = exc, 1
+        return data, None, True
+    if key is not None and await executor.cache_lookup(step, key, done):
+        return data, key, True
+    return data, key, False
 
 
 async def _attempt(

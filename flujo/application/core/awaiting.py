@@ -10,9 +10,12 @@ __all__ = ["deadline", "gather_all", "why"]
 
 async def gather_all(work: Iterable[Awaitable[Any]]) -> list[Any]:
     """Await everything concurrently; raise the first failure once all have ended."""
+    calls = list(work)
+    if len(calls) == 1:
+        return [await calls[0]]  # one call needs no task of its own
     import asyncio  # not at module level: see sync_door.run_sync
 
-    outcomes = await asyncio.gather(*work, return_exceptions=True)
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome

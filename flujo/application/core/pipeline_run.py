@@ -52,6 +52,7 @@ async def _step_loop(run: RunState[Any], history: list[StepResult]) -> _Outcome:
     """Run the steps from ``run.start.index`` on, appending to ``history``."""
     plan, parts, start = run.plan, run.parts, run.start
     backend, state_backend = parts.backend, parts.state_backend
+    session = parts.session
     context, run_id, hooks = run.context, run.run_id, bool(plan.hooks)
     limits, resources, steps = plan.usage_limits, plan.resources, plan.pipeline.steps
     outcome = _Outcome(
@@ -85,7 +86,8 @@ async def _step_loop(run: RunState[Any], history: list[StepResult]) -> _Outcome:
             result = await backend.execute_step(
                 step, outcome.output, context=context, resources=resources
             )
-        result = await commit_result(run, index, step, result, progress)
+        if state_backend is not None or session.staged:
+            result = await commit_result(run, index, step, result, progress)
         history.append(result)
         if hooks:
             if not result.success:
