@@ -377,8 +377,10 @@ async def test_references_are_shared_and_readable_in_every_branch() -> None:
     assert result.success, result.feedback
     assert result.output == {"r1": 1, "r2": 1}
     assert seen["r1"] == seen["r2"] == ["x"]
-    # Shared, not copied: the branches read the run's hydrated object itself.
-    assert seen["r1"] is seen["run"] and seen["r2"] is seen["run"]
+    # Each branch reads a private copy of a watched value: an in-place change in one
+    # branch cannot reach the other (a watch=False reference is shared instead).
+    assert seen["r1"] is not seen["run"] and seen["r2"] is not seen["run"]
+    assert seen["r1"] is not seen["r2"]
     assert provider.loads == ["n"]  # hydrated once per run, not per branch
     assert provider.saves == []
 

@@ -208,3 +208,60 @@ async def test_step_usage_limit_exceeded_drops_the_set() -> None:
     assert kg.data["graph"] == ["a"]
     assert result.final_pipeline_context is not None
     assert result.final_pipeline_context.graph.get() == ["a"]
+
+
+async def test_in_place_change_in_a_lean_step_of_one_branch_does_not_reach_another() -> None:
+    from flujo import ContextReference, Flujo, PipelineContext, Step
+    from tests.doubles import RecordingProvider
+    from tests.unit.test_state_providers_integration import memory_container
+
+    class Ctx(PipelineContext):
+        log: ContextReference[list[str]] = ContextReference(provider_id="kg", key="log")
+
+    seen: dict[str, list[str]] = {}
+
+    def grow(x: object, *, context: Ctx) -> object:
+        value = context.log.get()
+        assert value is not None
+        value.append("grown")  # in place, in a step with no retry of its own
+        return x
+
+    def look(x: object, *, context: Ctx) -> object:
+        seen["other"] = list(context.log.get() or [])
+        return x
+
+    par = Step.parallel(
+        {"a": Step.from_callable(grow, name="grow"), "b": Step.from_callable(look, name="look")},
+        reference_writers={"log": "a"},
+    )
+    kg = RecordingProvider({"log": ["start"]}, name="kg")
+    runner = Flujo(par, context_model=Ctx, state_providers={"kg": kg}, container=memory_container())
+    result = await runner.run_async(None)
+
+    assert result.success, result.feedback
+    assert seen["other"] == ["start"], "branch b saw branch a's in-place change"
+    assert kg.data["log"] == ["start", "grown"], "the writer branch's change is kept"
+
+
+async def test_in_place_change_by_a_branch_that_may_only_read_fails_the_parallel() -> None:
+    from flujo import ContextReference, Flujo, PipelineContext, Step
+    from tests.doubles import RecordingProvider
+    from tests.unit.test_state_providers_integration import memory_container
+
+    class Ctx(PipelineContext):
+        log: ContextReference[list[str]] = ContextReference(provider_id="kg", key="log")
+
+    def grow(x: object, *, context: Ctx) -> object:
+        value = context.log.get()
+        assert value is not None
+        value.append("sneaky")
+        return x
+
+    par = Step.parallel({"a": Step.from_callable(grow, name="grow")})
+    kg = RecordingProvider({"log": ["start"]}, name="kg")
+    runner = Flujo(par, context_model=Ctx, state_providers={"kg": kg}, container=memory_container())
+    result = await runner.run_async(None)
+
+    assert not result.success
+    assert "ReferenceNotWritableError" in (result.feedback or "")
+    assert kg.data["log"] == ["start"]

@@ -20,7 +20,11 @@ from pydantic import BaseModel
 
 from flujo.application.core.scope import Scope
 from flujo.application.core.session import Key
-from flujo.domain.errors import MergeConflictError, ParallelConflictError
+from flujo.domain.errors import (
+    MergeConflictError,
+    ParallelConflictError,
+    ReferenceNotWritableError,
+)
 from flujo.domain.models import ContextReference
 from flujo.domain.reducers import field_reducers
 
@@ -163,6 +167,9 @@ class Merger:
             if not found:
                 before = child.session.entries[ident].value
             if not _same(before, value):
+                if child.read_only is not None and ident in child.read_only:
+                    # Changed in place where it may only be read: as set() would have said.
+                    raise ReferenceNotWritableError(child.read_only[ident])
                 refs[ident] = value  # changed in place on its copy
         for ident, value in refs.items():
             known = self.refs.get(ident)

@@ -106,21 +106,40 @@ class Scope:
         return False, None
 
     def read(self, ref: ContextReference[Any]) -> Any:
-        """Return ``ref``'s value as this attempt sees it."""
+        """Return ``ref``'s value as this attempt sees it.
+
+        A watched value that comes from outside the nearest isolating scope (the
+        run's value, or a parent's shared by siblings) is handed out as a private
+        copy, so in-place changes stay with the attempt, branch or item that made them.
+        """
         ident = (ref.provider_id, ref.key)
         own = self.writes
         if ident in own:
             return own[ident]
         if ident in self.copies:
             return self.copies[ident]
-        found, value = (False, None) if self.parent is None else self.parent.visible(ident)
+        shared = self.isolate  # True once the walk leaves an isolating scope
+        isolated = self.isolate
+        found, value = False, None
+        scope = self.parent
+        while scope is not None:
+            if ident in scope.writes:
+                found, value = True, scope.writes[ident]
+                break
+            if ident in scope.copies:
+                found, value = True, scope.copies[ident]
+                break
+            shared = shared or scope.isolate
+            isolated = isolated or scope.isolate
+            scope = scope.parent
         entry = self.session.entry_of(ref)
         if not found:
             value = entry.value
             if not entry.read:
                 self.session.first_read(entry)
+            shared = isolated
         self.reads.add(ident)
-        if self.isolate and entry.watch and not isinstance(value, _IMMUTABLE):
+        if shared and entry.watch and not isinstance(value, _IMMUTABLE):
             value = self.copies[ident] = copy.deepcopy(value)
         return value
 
