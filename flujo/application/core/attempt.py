@@ -105,10 +105,7 @@ async def run_attempts(
                 output = step.invoke(data, run_on, resources)
                 if step.is_async or inspect.isawaitable(output):
                     output = await output
-                if type(output) is StepOutput:
-                    done.cost_usd += output.cost_usd
-                    done.tokens += output.tokens
-                    output = output.value
+                output = _spent(output, done)
             else:
                 output = await _attempt(executor, step, data, run_on, resources, done)
         except Exception as exc:
@@ -172,10 +169,7 @@ async def _attempt(
             out = await out
     else:
         out = await guarded(step, data, context, resources, config)
-    if type(out) is StepOutput:
-        done.cost_usd += out.cost_usd
-        done.tokens += out.tokens
-        out = out.value
+    out = _spent(out, done)
     if config.output_processors:
         out = await apply_processors(config.output_processors, out, context)
     if config.validators:
@@ -186,6 +180,15 @@ async def _attempt(
         exceeded = limits.exceeded_by(done.cost_usd, done.tokens)
         if exceeded is not None:
             raise UsageLimitExceededError(f"step {step.name!r}: {exceeded}")
+    return out
+
+
+def _spent(out: Any, done: Attempts) -> Any:
+    """Unwrap a ``StepOutput``, adding what it spent to the attempts."""
+    if type(out) is StepOutput:
+        done.cost_usd += out.cost_usd
+        done.tokens += out.tokens
+        return out.value
     return out
 
 
