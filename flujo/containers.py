@@ -29,9 +29,9 @@ from flujo.infra.state.postgres import PostgresBackend
 from flujo.infra.state.sqlite import SQLiteBackend
 from flujo.infra.telemetry import LoggingTelemetry, NullTelemetry
 from flujo.infra.usage import ThreadSafeMeter
-from flujo.settings import FlujoSettings, load_settings
+from flujo.settings import FlujoSettings, StateSettings, load_settings
 
-__all__ = ["Configured", "FlujoContainer", "Settings", "load_profile"]
+__all__ = ["Configured", "FlujoContainer", "Settings", "load_profile", "new_executor"]
 
 _UNSET: Any = object()
 
@@ -39,6 +39,18 @@ _UNSET: Any = object()
 def new_run_id() -> str:
     """Return a fresh random run id (32 hex digits)."""
     return os.urandom(16).hex()
+
+
+def new_executor(*, state: StateSettings, **parts: Any) -> ExecutorCore:
+    """Return an ``ExecutorCore`` with ``parts`` and the state settings it applies."""
+    # One settings lookup for the four state options: this runs once per run.
+    return ExecutorCore(
+        on_missing_provider=state.on_missing_provider,
+        load_timeout_s=state.load_timeout_s,
+        save_timeout_s=state.save_timeout_s,
+        watch_in_place=state.watch_in_place,
+        **parts,
+    )
 
 
 def load_profile(path: str | Path) -> dict[str, Any]:
@@ -211,17 +223,14 @@ class FlujoContainer(containers.DeclarativeContainer):
     clock = providers.Callable(time.time)
 
     executor = providers.Factory(
-        ExecutorCore,
+        new_executor,
         serializer=serializer,
         hasher=hasher,
         cache_backend=cache_backend,
         telemetry=telemetry,
         usage_meter=usage_meter,
         state_providers=state_providers,
-        on_missing_provider=_setting("state.on_missing_provider", settings),
-        load_timeout_s=_setting("state.load_timeout_s", settings),
-        save_timeout_s=_setting("state.save_timeout_s", settings),
-        watch_in_place=_setting("state.watch_in_place", settings),
+        state=_setting("state", settings),
     )
     execution_backend = providers.Factory(LocalExecutionBackend, executor=executor)
 

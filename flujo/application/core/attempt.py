@@ -20,21 +20,22 @@ The fallback, and saving what a committed attempt staged, belong to the caller
 from __future__ import annotations
 
 import inspect
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from flujo.application.core.commit import save_staged
 from flujo.application.core.control_flow import run_composite
-from flujo.application.core.invocation import guarded, within
+from flujo.application.core.invocation import describe, guarded, within
 from flujo.application.core.scope import Scope
+from flujo.application.core.session import StateSession
 from flujo.application.core.step_policies import apply_processors, run_validators
 from flujo.domain.dsl.control_flow import CompositeStep
 from flujo.domain.dsl.step import Step
-from flujo.domain.errors import (
-    ConfigurationError,
-    UsageLimitExceededError,
-)
+from flujo.domain.errors import ConfigurationError, StateError, UsageLimitExceededError
+from flujo.domain.interfaces import Span
 from flujo.domain.models import StepResult
 from flujo.domain.policies import StepOutput
 from flujo.domain.state_access import ACCESS
@@ -42,7 +43,9 @@ from flujo.domain.state_access import ACCESS
 if TYPE_CHECKING:
     from flujo.application.core.executor_core import ExecutorCore
 
-__all__ = ["Attempts", "isolates", "run_attempts"]
+__all__ = ["Attempts", "isolates", "run_step"]
+
+_new_result = StepResult.trusted
 
 _FINAL = (ConfigurationError, UsageLimitExceededError)
 """Failures a retry cannot mend."""
@@ -72,32 +75,40 @@ def isolates(step: Step[Any, Any]) -> bool:
     )
 
 
-async def run_attempts(
+async def run_step(
     executor: ExecutorCore,
     step: Step[Any, Any],
     data: Any,
     context: BaseModel | None,
     resources: Any,
-    parent: Scope | None,
-    managed: bool,
-) -> Attempts:
-    """Run ``step``'s attempts and say how they ended; failures in user code never raise."""
+) -> StepResult:
+    """Run ``step`` to its result (what ``ExecutorCore.execute`` documents)."""
+    # One coroutine per step, from the run loop to the call: the attempts run inline here.
+    start = time.perf_counter()
+    session = executor.session
+    managed = session.manages(context)
+    parent = _enclosing(session) if managed else None
+    if managed and parent is None and session.needs_hydration(context):  # type: ignore[arg-type]
+        failed = await _hydrate(session, step, context)
+        if failed is not None:
+            return failed
     config = step.config
     done = Attempts()
     key = None
+    given = data  # a fallback gets the input as given, not as processed
     if config.input_processors or config.cache:
         data, key, finished = await _before_attempts(executor, step, data, context, done)
         if finished:
-            return done
+            return _ended(step, done, start)
     isolate = isolates(step)
     scoped = managed or isolate
-    session = executor.session
     plain = config.plain and not step.composite
+    tracing = executor.enable_tracing
     while True:
         done.attempts += 1
         scope = Scope(session, parent, step.name, context, isolate=isolate) if scoped else None
         token = ACCESS.set(scope) if scope is not None else None
-        span = executor.span(step, done.attempts, cache_hit=False)
+        span = executor.span(step, done.attempts, cache_hit=False) if tracing else None
         try:
             run_on = context if scope is None else scope.context
             if plain:
@@ -105,33 +116,154 @@ async def run_attempts(
                 output = step.invoke(data, run_on, resources)
                 if step.is_async or inspect.isawaitable(output):
                     output = await output
-                output = _spent(output, done)
+                if type(output) is StepOutput:
+                    output = _spent(output, done)
             else:
                 output = await _attempt(executor, step, data, run_on, resources, done)
         except Exception as exc:
-            if scope is not None:
-                scope.rollback(f"step {step.name!r}, which read it, failed")
-            if span is not None:
-                span.record_exception(exc)
-                span.end()
+            _dropped(scope, span, step, exc)
             if done.attempts > config.max_retries or isinstance(exc, _FINAL):
                 done.error = exc
-                return done
+                break
             await executor.backoff(config, done.attempts)
             continue
         finally:
             if token is not None:
                 ACCESS.reset(token)
-        if scope is not None:
-            scope.commit()
-        if span is not None:
-            span.set_attribute("flujo.cost_usd", done.cost_usd)
-            span.set_attribute("flujo.tokens", done.tokens)
-            span.end()
-        done.output = output
+        _committed(scope, span, done, output)
         if key is not None:
             await executor.cache_store(step, key, output)
-        return done
+        break
+    if (done.cost_usd or done.tokens) and done.nested is None:
+        executor.usage_meter.add(done.cost_usd, done.tokens)
+    by_hand = managed and parent is None and not session.deferred
+    if done.error is None and not by_hand:
+        return _ended(step, done, start)
+    return await _settle(executor, step, given, context, resources, done, start, by_hand)
+
+
+def _enclosing(session: StateSession) -> Scope | None:
+    """Return the scope of the step this one runs inside (a branch, an item), if any."""
+    access = ACCESS.get()
+    return access if type(access) is Scope and access.session is session else None
+
+
+async def _hydrate(session: StateSession, step: Step[Any, Any], context: Any) -> StepResult | None:
+    """Load the context's unbound references; a failed result if they cannot be loaded."""
+    try:
+        await session.hydrate(context)
+    except StateError as exc:
+        return _new_result(step.name, None, False, 0, 0.0, f"{type(exc).__name__}: {exc}", 0.0, 0)
+    return None
+
+
+def _dropped(scope: Scope | None, span: Span | None, step: Step[Any, Any], exc: Exception) -> None:
+    """End a failed attempt: its scope rolled back, its span told why."""
+    if scope is not None:
+        scope.rollback(f"step {step.name!r}, which read it, failed")
+    if span is not None:
+        span.record_exception(exc)
+        span.end()
+
+
+def _committed(scope: Scope | None, span: Span | None, done: Attempts, output: Any) -> None:
+    """End a successful attempt: its scope committed, its span given what it spent."""
+    if scope is not None:
+        scope.commit()
+    if span is not None:
+        span.set_attribute("flujo.cost_usd", done.cost_usd)
+        span.set_attribute("flujo.tokens", done.tokens)
+        span.end()
+    done.output = output
+
+
+async def _settle(
+    executor: ExecutorCore,
+    step: Step[Any, Any],
+    data: Any,
+    context: BaseModel | None,
+    resources: Any,
+    done: Attempts,
+    start: float,
+    by_hand: bool,
+) -> StepResult:
+    """Save what a hand-driven step set, run the fallback of a failed one, and say how."""
+    if by_hand and done.error is None:
+        session = executor.session
+        try:
+            await save_staged(session, session.take_staged(), "", step.config, executor.backoff)
+        except StateError as exc:
+            done.error = exc
+    if done.error is not None and step.fallback_step is not None:
+        return await _fallback(executor, step, data, context, resources, done, start)
+    return _ended(step, done, start)
+
+
+def _ended(step: Step[Any, Any], done: Attempts, start: float) -> StepResult:
+    """Return the result of a step whose attempts (or cache lookup) ended as ``done``."""
+    if done.cache_hit:
+        # The step did not run: nothing was spent, changed or can fail after it.
+        return _new_result(
+            step.name, done.output, True, 0, time.perf_counter() - start, None, 0.0, 0, True
+        )
+    if done.error is None:
+        return _new_result(
+            step.name,
+            done.output,
+            True,
+            done.attempts,
+            time.perf_counter() - start,
+            None,
+            done.cost_usd,
+            done.tokens,
+            False,
+            step_history=done.nested,
+        )
+    return _failure(step, done, start)
+
+
+def _failure(step: Step[Any, Any], done: Attempts, start: float) -> StepResult:
+    assert done.error is not None
+    # What failed attempts spent (an output a validator rejected) was still spent.
+    return _new_result(
+        step.name,
+        None,
+        False,
+        done.attempts,
+        time.perf_counter() - start,
+        f"{type(done.error).__name__}: {describe(done.error)}",
+        done.cost_usd,
+        done.tokens,
+        step_history=done.nested,
+    )
+
+
+async def _fallback(
+    executor: ExecutorCore,
+    step: Step[Any, Any],
+    data: Any,
+    context: BaseModel | None,
+    resources: Any,
+    done: Attempts,
+    start: float,
+) -> StepResult:
+    assert step.fallback_step is not None and done.error is not None
+    backup = await executor.execute(step.fallback_step, data, context=context, resources=resources)
+    reason = f"{type(done.error).__name__}: {describe(done.error)}"
+    used = backup.fallback or step.fallback_step.name
+    return _new_result(
+        step.name,
+        backup.output,
+        backup.success,
+        done.attempts + backup.attempts,
+        time.perf_counter() - start,
+        f"{reason}; fallback {step.fallback_step.name!r} "
+        + ("succeeded" if backup.success else f"failed too: {backup.feedback}"),
+        done.cost_usd + backup.cost_usd,  # both were spent
+        done.tokens + backup.token_counts,
+        backup.cache_hit,
+        used if backup.success else None,
+    )
 
 
 async def _before_attempts(

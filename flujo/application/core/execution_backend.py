@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import Any
 
 from flujo.application.core.executor_core import ExecutorCore
@@ -19,13 +20,13 @@ class LocalExecutionBackend:
     def __init__(self, executor: ExecutorCore) -> None:
         self.executor = executor
 
-    async def execute_step(
+    def execute_step(
         self,
         step: Step[Any, Any],
         data: Any,
         *,
         context: PipelineContext | None,
         resources: Any,
-    ) -> StepResult:
-        """Run one step through the executor."""
-        return await self.executor.execute(step, data, context=context, resources=resources)
+    ) -> Coroutine[Any, Any, StepResult]:
+        """Run one step through the executor (its coroutine, awaited by the caller)."""
+        return self.executor.execute(step, data, context=context, resources=resources)

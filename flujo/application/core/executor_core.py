@@ -9,20 +9,17 @@ the container.
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from pydantic import BaseModel
 
-from flujo.application.core.attempt import Attempts, run_attempts
-from flujo.application.core.commit import save_staged
-from flujo.application.core.invocation import asyncio_sleep, describe
-from flujo.application.core.scope import Scope
+from flujo.application.core.attempt import Attempts, run_step
+from flujo.application.core.invocation import asyncio_sleep
 from flujo.application.core.session import MissingProviderPolicy, StateSession
 from flujo.application.core.step_policies import cache_key
 from flujo.domain.dsl.step import Step
-from flujo.domain.errors import StateError, UncacheableInputError
+from flujo.domain.errors import UncacheableInputError
 from flujo.domain.interfaces import (
     CacheBackend,
     Hasher,
@@ -34,11 +31,8 @@ from flujo.domain.interfaces import (
 )
 from flujo.domain.models import StepResult
 from flujo.domain.policies import StepConfig
-from flujo.domain.state_access import ACCESS
 
 __all__ = ["ExecutorCore"]
-
-_new_result = StepResult.trusted
 
 
 class ExecutorCore:
@@ -116,14 +110,14 @@ class ExecutorCore:
                 entry.read, entry.digest = False, None
                 entry.publish()
 
-    async def execute(
+    def execute(
         self,
         step: Step[Any, Any],
         data: Any,
         *,
         context: BaseModel | None = None,
         resources: Any = None,
-    ) -> StepResult:
+    ) -> Coroutine[Any, Any, StepResult]:
         """Run ``step`` on ``data`` and return its result; failures in user code never raise.
 
         In order: references of ``context`` not yet hydrated are loaded; input
@@ -133,89 +127,8 @@ class ExecutorCore:
         the same input, from the state before the step. Driven by hand (not by a
         run), what the step ``set()`` is saved before this returns.
         """
-        start = time.perf_counter()
-        session = self.session
-        access = ACCESS.get()
-        parent = access if type(access) is Scope and access.session is session else None
-        managed = session.manages(context)
-        if managed and parent is None and session.needs_hydration(context):  # type: ignore[arg-type]
-            assert context is not None
-            try:
-                await session.hydrate(context)
-            except StateError as exc:
-                return _new_result(
-                    step.name, None, False, 0, 0.0, f"{type(exc).__name__}: {exc}", 0.0, 0
-                )
-        done = await run_attempts(self, step, data, context, resources, parent, managed)
-        if done.cache_hit:
-            # The step did not run: nothing was spent, changed or can fail after it.
-            return _new_result(
-                step.name, done.output, True, 0, time.perf_counter() - start, None, 0.0, 0, True
-            )
-        if (done.cost_usd or done.tokens) and done.nested is None:
-            self.usage_meter.add(done.cost_usd, done.tokens)
-        if done.error is None and managed and parent is None and not session.deferred:
-            try:
-                await save_staged(session, session.take_staged(), "", step.config, self.backoff)
-            except StateError as exc:
-                done.error = exc
-        if done.error is not None and step.fallback_step is not None:
-            return await self._fallback(step, data, context, resources, done, start)
-        return self._result(step, done, start)
-
-    def _result(self, step: Step[Any, Any], done: Attempts, start: float) -> StepResult:
-        if done.error is not None:
-            # What failed attempts spent (an output a validator rejected) was still spent.
-            return _new_result(
-                step.name,
-                None,
-                False,
-                done.attempts,
-                time.perf_counter() - start,
-                f"{type(done.error).__name__}: {describe(done.error)}",
-                done.cost_usd,
-                done.tokens,
-                step_history=done.nested,
-            )
-        return _new_result(
-            step.name,
-            done.output,
-            True,
-            done.attempts,
-            time.perf_counter() - start,
-            None,
-            done.cost_usd,
-            done.tokens,
-            done.cache_hit,
-            step_history=done.nested,
-        )
-
-    async def _fallback(
-        self,
-        step: Step[Any, Any],
-        data: Any,
-        context: BaseModel | None,
-        resources: Any,
-        done: Attempts,
-        start: float,
-    ) -> StepResult:
-        assert step.fallback_step is not None and done.error is not None
-        backup = await self.execute(step.fallback_step, data, context=context, resources=resources)
-        reason = f"{type(done.error).__name__}: {describe(done.error)}"
-        used = backup.fallback or step.fallback_step.name
-        return _new_result(
-            step.name,
-            backup.output,
-            backup.success,
-            done.attempts + backup.attempts,
-            time.perf_counter() - start,
-            f"{reason}; fallback {step.fallback_step.name!r} "
-            + ("succeeded" if backup.success else f"failed too: {backup.feedback}"),
-            done.cost_usd + backup.cost_usd,  # both were spent
-            done.tokens + backup.token_counts,
-            backup.cache_hit,
-            used if backup.success else None,
-        )
+        # A plain method handing back the step's coroutine: awaiting it costs one frame.
+        return run_step(self, step, data, context, resources)
 
     # -- what the attempt policies ask of the executor -------------------------------------
 
