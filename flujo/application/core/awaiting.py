@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Coroutine, Generator, Iterable
+from types import CoroutineType
 from typing import Any
 
 __all__ = ["deadline", "gather_all", "why"]
@@ -26,10 +27,47 @@ async def deadline(call: Awaitable[Any], seconds: float | None) -> Any:
     """Await ``call``, raising ``TimeoutError`` after ``seconds`` (``None``: no deadline)."""
     if seconds is None:
         return await call
+    if type(call) is CoroutineType:
+        # Run it up to its first wait: a provider that answers at once (one in memory)
+        # needs no timer, and arming one costs more than many such calls.
+        try:
+            waiting = call.send(None)
+        except StopIteration as answered:
+            return answered.value
+        call = _Resumed(call, waiting)
     import asyncio
 
     async with asyncio.timeout(seconds):
         return await call
+
+
+class _Resumed:
+    """A coroutine already started, awaited from where it waits (PEP 380's ``yield from``)."""
+
+    __slots__ = ("_coro", "_waiting")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], waiting: Any) -> None:
+        self._coro = coro
+        self._waiting = waiting
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, waiting = self._coro, self._waiting
+        while True:
+            try:
+                sent = yield waiting
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # a cancellation (the deadline's too) goes in
+                try:
+                    waiting = coro.throw(exc)
+                except StopIteration as answered:
+                    return answered.value
+            else:
+                try:
+                    waiting = coro.send(sent)
+                except StopIteration as answered:
+                    return answered.value
 
 
 def why(exc: BaseException, seconds: float | None) -> str:

@@ -166,10 +166,10 @@ class Scope:
         self.closed = True
         if self.isolate and self.target is not None:
             write_back(self.context, self.target)
-        if self.parent is None:
-            self.session.stage(self.writes, self.copies)
-        else:
+        if self.parent is not None:
             self.parent.absorb(self.writes, self.copies)
+        elif self.writes or self.copies:
+            self.session.stage(self.writes, self.copies)
 
     def absorb(self, writes: dict[Key, Any], copies: dict[Key, Any]) -> None:
         """Take a committed child's changes as this scope's own."""

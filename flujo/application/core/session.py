@@ -37,12 +37,14 @@ from flujo.domain.interfaces import (
     Serializer,
     StateProvider,
     Telemetry,
-    VersionedStateProvider,
     Write,
 )
 from flujo.domain.models import ContextReference
 
 __all__ = ["Entry", "Key", "MissingProviderPolicy", "StateSession"]
+
+_VERSIONED_METHODS = ("load", "save", "load_versioned", "save_versioned")
+"""The methods a ``VersionedStateProvider`` has."""
 
 Key = tuple[str, str]
 """``(provider_id, key)``: the identity of one referenced value."""
@@ -158,7 +160,7 @@ class StateSession:
         return (
             self.new_refs
             or id(context) not in self.hydrated
-            or not reference_fields(type(context))  # found by value: any step may add one
+            or self._kinds.get(type(context)) != 2  # found by value: any step may add one
         )
 
     def note_new(self) -> None:
@@ -188,7 +190,11 @@ class StateSession:
         """Whether the provider offers compare-and-swap (checked once per provider id)."""
         known = self._versioned.get(provider_id)
         if known is None:
-            known = self._versioned[provider_id] = isinstance(provider, VersionedStateProvider)
+            # What isinstance(provider, VersionedStateProvider) checks, without its
+            # runtime-protocol machinery (tens of µs, once per run and provider).
+            known = self._versioned[provider_id] = all(
+                callable(getattr(provider, name, None)) for name in _VERSIONED_METHODS
+            )
         return known
 
     def _bind(self, ref: ContextReference[Any], entry: Entry) -> None:
