@@ -29,7 +29,7 @@ from flujo.infra.state.postgres import PostgresBackend
 from flujo.infra.state.sqlite import SQLiteBackend
 from flujo.infra.telemetry import LoggingTelemetry, NullTelemetry
 from flujo.infra.usage import ThreadSafeMeter
-from flujo.settings import FlujoSettings, StateSettings, load_settings
+from flujo.settings import FlujoSettings, load_settings
 
 __all__ = ["Configured", "FlujoContainer", "Settings", "load_profile", "new_executor"]
 
@@ -41,9 +41,10 @@ def new_run_id() -> str:
     return os.urandom(16).hex()
 
 
-def new_executor(*, state: StateSettings, **parts: Any) -> ExecutorCore:
+def new_executor(*, settings: FlujoSettings, **parts: Any) -> ExecutorCore:
     """Return an ``ExecutorCore`` with ``parts`` and the state settings it applies."""
-    # One settings lookup for the four state options: this runs once per run.
+    # The settings object itself, not four lookups through providers: this runs per run.
+    state = settings.state
     return ExecutorCore(
         on_missing_provider=state.on_missing_provider,
         load_timeout_s=state.load_timeout_s,
@@ -230,7 +231,7 @@ class FlujoContainer(containers.DeclarativeContainer):
         telemetry=telemetry,
         usage_meter=usage_meter,
         state_providers=state_providers,
-        state=_setting("state", settings),
+        settings=settings,
     )
     execution_backend = providers.Factory(LocalExecutionBackend, executor=executor)
 

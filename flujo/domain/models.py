@@ -86,6 +86,10 @@ class ContextReference(BaseModel, Generic[T]):
         access = ACCESS.get()
         if access is not None:
             return access.read(self)  # type: ignore[no-any-return]
+        return self._held()
+
+    def _held(self) -> T | None:
+        # The value outside any step attempt: the object's own, last given by flujo or set().
         private: Any = self.__pydantic_private__
         value = private["_value"]
         entry = private["_entry"]
@@ -105,6 +109,9 @@ class ContextReference(BaseModel, Generic[T]):
         if access is not None:
             access.write(self, value)
             return
+        self._hold(value)
+
+    def _hold(self, value: T | None) -> None:
         private: Any = self.__pydantic_private__
         private["_value"] = value
         private["_dirty"] = True

@@ -265,3 +265,85 @@ async def test_in_place_change_by_a_branch_that_may_only_read_fails_the_parallel
     assert not result.success
     assert "ReferenceNotWritableError" in (result.feedback or "")
     assert kg.data["log"] == ["start"]
+
+
+# -- the run's lean steps share one scope, reset for each attempt ---------------------------
+
+
+async def test_lean_steps_in_a_row_each_commit_only_their_own_set() -> None:
+    kg = RecordingProvider({"graph": []}, name="kg")
+    after: list[Any] = []
+    pipeline = setter("a") >> setter("b") >> observer(after) >> setter("c")
+    runner = runner_of(pipeline, kg)
+
+    result = await runner.run_async(None)
+
+    assert result.success, result.feedback
+    assert after == [["a", "b"]]
+    assert kg.save_calls == [("graph", ["a"]), ("graph", ["a", "b"]), ("graph", ["a", "b", "c"])]
+
+
+async def test_a_lean_step_after_a_failed_lean_step_starts_clean() -> None:
+    kg = RecordingProvider({"graph": ["x"]}, name="kg")
+
+    def fails_after_set(data: Any, *, context: Ctx) -> Any:
+        context.graph.set(["dropped"])
+        raise RuntimeError("boom")
+
+    failing = Step.from_callable(fails_after_set, name="fails")
+    recovered = Step.from_callable(fails_after_set, name="fails-then-falls-back").fallback(
+        setter("fallback")
+    )
+    runner = runner_of(setter("a") >> recovered >> setter("b"), kg)
+
+    result = await runner.run_async(None)
+
+    assert result.success, result.feedback
+    assert kg.data["graph"] == ["x", "a", "fallback", "b"]
+    kg = RecordingProvider({"graph": []}, name="kg")
+    result = await runner_of(setter("a") >> failing >> setter("b"), kg).run_async(None)
+    assert not result.success
+    assert kg.save_calls == [("graph", ["a"])]  # the failed step's set() is dropped
+
+
+async def test_a_hook_between_steps_reads_the_committed_value_and_a_set_is_saved_at_the_end() -> (
+    None
+):
+    from flujo.domain.events import HookEvent, StepFinished
+
+    kg = RecordingProvider({"graph": []}, name="kg")
+    seen: list[Any] = []
+    contexts: list[Ctx] = []
+
+    def look(data: Any, *, context: Ctx) -> Any:
+        contexts.append(context)
+        return data
+
+    def hook(event: HookEvent) -> None:
+        if isinstance(event, StepFinished) and contexts:
+            ref = contexts[-1].graph
+            seen.append(list(ref.get() or []))
+            if event.step_name == "set-b":
+                ref.set([*(ref.get() or []), "hook"])
+
+    pipeline = Step.from_callable(look, name="look") >> setter("a") >> setter("b")
+    runner = runner_of(pipeline, kg)
+    runner.add_hook(hook)
+
+    result = await runner.run_async(None)
+
+    assert result.success, result.feedback
+    assert seen == [[], ["a"], ["a", "b"]]
+    assert kg.data["graph"] == ["a", "b", "hook"]
+
+
+async def test_a_lean_step_in_a_thread_commits_its_set() -> None:
+    kg = RecordingProvider({"graph": []}, name="kg")
+    after: list[Any] = []
+    runner = runner_of(setter("t", run_in_thread=True) >> observer(after), kg)
+
+    result = await runner.run_async(None)
+
+    assert result.success, result.feedback
+    assert after == [["t"]]
+    assert kg.save_calls == [("graph", ["t"])]

@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from flujo.application.core.commit import save_staged
 from flujo.application.core.control_flow import run_composite
 from flujo.application.core.invocation import describe, guarded, within
-from flujo.application.core.scope import Scope
+from flujo.application.core.scope import LeanAccess, Scope
 from flujo.application.core.session import StateSession
 from flujo.application.core.step_policies import apply_processors, run_validators
 from flujo.domain.dsl.control_flow import CompositeStep
@@ -86,8 +86,10 @@ async def run_step(
     # One coroutine per step, from the run loop to the call: the attempts run inline here.
     start = time.perf_counter()
     session = executor.session
-    managed = session.manages(context)
-    parent = _enclosing(session) if managed else None
+    # A context model that never holds references is known after its first step.
+    managed = type(context) is not session.plain_model and session.manages(context)
+    isolate = isolates(step)
+    parent, lean = _enclosing(session, step, isolate) if managed else (None, None)
     if managed and parent is None and session.needs_hydration(context):  # type: ignore[arg-type]
         failed = await _hydrate(session, step, context)
         if failed is not None:
@@ -99,16 +101,18 @@ async def run_step(
     if config.input_processors or config.cache:
         data, key, finished = await _before_attempts(executor, step, data, context, done)
         if finished:
-            return _ended(step, done, start)
-    isolate = isolates(step)
+            return _ended(executor, step, done, start)
     scoped = managed or isolate
     plain = config.plain and not step.composite
-    tracing = executor.enable_tracing
+    scope = token = None
     while True:
         done.attempts += 1
-        scope = Scope(session, parent, step.name, context, isolate=isolate) if scoped else None
-        token = ACCESS.set(scope) if scope is not None else None
-        span = executor.span(step, done.attempts, cache_hit=False) if tracing else None
+        if lean is not None:
+            lean.begin(step.name, context)
+        elif scoped:
+            scope = Scope(session, parent, step.name, context, isolate=isolate)
+            token = ACCESS.set(scope)
+        span = executor.span(step, done.attempts, cache_hit=False)
         try:
             run_on = context if scope is None else scope.context
             if plain:
@@ -116,12 +120,11 @@ async def run_step(
                 output = step.invoke(data, run_on, resources)
                 if step.is_async or inspect.isawaitable(output):
                     output = await output
-                if type(output) is StepOutput:
-                    output = _spent(output, done)
+                output = _spent(output, done)
             else:
                 output = await _attempt(executor, step, data, run_on, resources, done)
         except Exception as exc:
-            _dropped(scope, span, step, exc)
+            _dropped(lean, scope, span, step, exc)
             if done.attempts > config.max_retries or isinstance(exc, _FINAL):
                 done.error = exc
                 break
@@ -130,22 +133,30 @@ async def run_step(
         finally:
             if token is not None:
                 ACCESS.reset(token)
-        _committed(scope, span, done, output)
+        _committed(lean, scope, span, done, output)
         if key is not None:
             await executor.cache_store(step, key, output)
         break
-    if (done.cost_usd or done.tokens) and done.nested is None:
-        executor.usage_meter.add(done.cost_usd, done.tokens)
     by_hand = managed and parent is None and not session.deferred
     if done.error is None and not by_hand:
-        return _ended(step, done, start)
+        return _ended(executor, step, done, start)
     return await _settle(executor, step, given, context, resources, done, start, by_hand)
 
 
-def _enclosing(session: StateSession) -> Scope | None:
-    """Return the scope of the step this one runs inside (a branch, an item), if any."""
+def _enclosing(
+    session: StateSession, step: Step[Any, Any], isolate: bool
+) -> tuple[Scope | None, LeanAccess | None]:
+    """Return the scope this step runs inside (a branch, an item), or the run's lean access.
+
+    The lean access serves a step at the top of a run that keeps nothing apart: its
+    scope is made only if it touches a reference.
+    """
     access = ACCESS.get()
-    return access if type(access) is Scope and access.session is session else None
+    if type(access) is Scope and access.session is session:
+        return access, None
+    if type(access) is LeanAccess and access.session is session:
+        return None, (None if isolate or step.composite else access)
+    return None, None
 
 
 async def _hydrate(session: StateSession, step: Step[Any, Any], context: Any) -> StepResult | None:
@@ -157,8 +168,16 @@ async def _hydrate(session: StateSession, step: Step[Any, Any], context: Any) ->
     return None
 
 
-def _dropped(scope: Scope | None, span: Span | None, step: Step[Any, Any], exc: Exception) -> None:
+def _dropped(
+    lean: LeanAccess | None,
+    scope: Scope | None,
+    span: Span | None,
+    step: Step[Any, Any],
+    exc: Exception,
+) -> None:
     """End a failed attempt: its scope rolled back, its span told why."""
+    if lean is not None:
+        scope = lean.end()
     if scope is not None:
         scope.rollback(f"step {step.name!r}, which read it, failed")
     if span is not None:
@@ -166,8 +185,16 @@ def _dropped(scope: Scope | None, span: Span | None, step: Step[Any, Any], exc: 
         span.end()
 
 
-def _committed(scope: Scope | None, span: Span | None, done: Attempts, output: Any) -> None:
+def _committed(
+    lean: LeanAccess | None,
+    scope: Scope | None,
+    span: Span | None,
+    done: Attempts,
+    output: Any,
+) -> None:
     """End a successful attempt: its scope committed, its span given what it spent."""
+    if lean is not None:
+        scope = lean.end()
     if scope is not None:
         scope.commit()
     if span is not None:
@@ -195,12 +222,23 @@ async def _settle(
         except StateError as exc:
             done.error = exc
     if done.error is not None and step.fallback_step is not None:
+        _meter(executor, done)
         return await _fallback(executor, step, data, context, resources, done, start)
-    return _ended(step, done, start)
+    return _ended(executor, step, done, start)
 
 
-def _ended(step: Step[Any, Any], done: Attempts, start: float) -> StepResult:
+def _meter(executor: ExecutorCore, done: Attempts) -> None:
+    """Count what the attempts spent (a construct's nested steps counted their own)."""
+    if (done.cost_usd or done.tokens) and done.nested is None:
+        executor.usage_meter.add(done.cost_usd, done.tokens)
+
+
+def _ended(
+    executor: ExecutorCore, step: Step[Any, Any], done: Attempts, start: float
+) -> StepResult:
     """Return the result of a step whose attempts (or cache lookup) ended as ``done``."""
+    if done.cost_usd or done.tokens:
+        _meter(executor, done)
     if done.cache_hit:
         # The step did not run: nothing was spent, changed or can fail after it.
         return _new_result(

@@ -16,6 +16,7 @@ from flujo.application.core.run_state import (
     commit_result,
     result_payload,
 )
+from flujo.application.core.scope import LeanAccess
 from flujo.domain.dsl.step import HumanStep
 from flujo.domain.errors import PipelineAbortSignal, StateError
 from flujo.domain.events import (
@@ -27,6 +28,7 @@ from flujo.domain.events import (
     StepStarted,
 )
 from flujo.domain.models import PipelineContext, PipelineResult, RunStatus, StepResult
+from flujo.domain.state_access import ACCESS
 
 __all__ = ["SCHEMA_VERSION", "RunParts", "RunPlan", "RunStart", "execute_run", "result_payload"]
 
@@ -148,6 +150,9 @@ async def _execute(run: RunState[ContextT]) -> PipelineResult[ContextT]:
     if state_backend is not None:
         await state_backend.save_run(run.header("running", start.index))
     history = list(start.history)
+    # One scope for the run's lean steps (see scope.LeanAccess), where references live.
+    session = executor.session
+    access = ACCESS.set(LeanAccess(session)) if session.manages(start.context) else None
     try:
         if plan.hooks:
             await run.emit(RunStarted(run_id=start.run_id, pipeline_name=plan.pipeline_name))
@@ -156,6 +161,9 @@ async def _execute(run: RunState[ContextT]) -> PipelineResult[ContextT]:
         outcome = _Outcome(status="failed", error=f"PipelineAbortSignal: {_text(signal)}")
         outcome.cost_usd = sum(r.cost_usd for r in history)
         outcome.tokens = sum(r.token_counts for r in history)
+    finally:
+        if access is not None:
+            ACCESS.reset(access)
     try:
         await executor.finalize(start.context)
     except StateError as exc:

@@ -27,7 +27,7 @@ from flujo.application.core.session import Key, StateSession
 from flujo.domain.errors import ReferenceNotWritableError
 from flujo.domain.models import ContextReference
 
-__all__ = ["Scope", "copy_context", "write_back"]
+__all__ = ["LeanAccess", "Scope", "copy_context", "write_back"]
 
 _IMMUTABLE = (str, int, float, bool, bytes, type(None), tuple, frozenset)
 
@@ -204,3 +204,58 @@ class Scope:
             self.parent.absorb(self.writes, self.copies)
         self.writes = {}
         self.copies = {}
+
+
+class LeanAccess(Scope):
+    """The scope of a run's lean top-level steps: one per run, reused by each attempt.
+
+    A step with no retry and no fallback, at the top of a run, keeps nothing apart
+    (see above), and most steps never call ``get()`` or ``set()``: rather than a
+    new scope per attempt, this one is reset at the start of each and handed back
+    at its end only if a reference was touched. Between attempts (a hook), a
+    reference reads and writes its own value, as outside a run.
+    """
+
+    __slots__ = ("touched",)
+
+    def __init__(self, session: StateSession) -> None:
+        super().__init__(session, None, "", None, isolate=False)
+        self.touched = False
+
+    def begin(self, name: str, context: Any) -> None:
+        """Start a lean attempt of step ``name`` on ``context``."""
+        self.name, self.target, self.context = name, context, context
+        self.closed = False
+
+    def end(self) -> Scope | None:
+        """End the attempt; return this scope if it touched a reference (commit or drop it)."""
+        self.target = self.context = None
+        if not self.touched:
+            return None
+        self.touched = False
+        return self
+
+    def commit(self) -> None:
+        """Stage the attempt's changes and start clean for the next one."""
+        super().commit()
+        self.writes, self.copies, self.reads = {}, {}, set()
+
+    def rollback(self, reason: str) -> None:
+        """Drop the attempt's changes and start clean for the next one."""
+        super().rollback(reason)
+        self.reads = set()
+
+    def read(self, ref: ContextReference[Any]) -> Any:
+        """Return ``ref``'s value as the running attempt sees it."""
+        if self.target is None:
+            return ref._held()
+        self.touched = True
+        return super().read(ref)
+
+    def write(self, ref: ContextReference[Any], value: Any) -> None:
+        """Record a ``set()`` of the running attempt."""
+        if self.target is None:
+            ref._hold(value)
+            return
+        self.touched = True
+        super().write(ref, value)

@@ -133,6 +133,8 @@ class StateSession:
         """A reference was created during a step: the next step looks for it."""
         self.deferred = False
         """True while a run loop owns the session: it saves staged values with checkpoints."""
+        self.plain_model: type[BaseModel] | None = None
+        """The last context model seen that can never hold a reference (no search needed)."""
         self._skipped: set[Key] = set()
         self._kinds: dict[type[BaseModel], int] = {}
         self._versioned: dict[str, bool] = {}
@@ -151,6 +153,8 @@ class StateSession:
                 2 if reference_fields(model) else 1 if model_fields_to_search(model) else 0
             )
         if kind != 1:
+            if kind == 0:
+                self.plain_model = model
             return kind == 2
         # A subclass value may hold one: looked at each time, as a step may assign one.
         return bool(find_references(context))
