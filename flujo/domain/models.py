@@ -153,7 +153,9 @@ class ContextReference(BaseModel, Generic[T]):
         _set(made, "__pydantic_fields_set__", set(self.__pydantic_fields_set__))
         _set(made, "__pydantic_extra__", None)
         _set(made, "__pydantic_private__", {"_value": _UNSET, "_dirty": False, "_entry": None})
-        made.model_post_init(None)
+        access = ACCESS.get()  # what model_post_init does, without pydantic's private reset
+        if access is not None:
+            access.note_new()
         return made
 
     def __copy__(self) -> ContextReference[T]:

@@ -75,7 +75,7 @@ def isolates(step: Step[Any, Any]) -> bool:
     )
 
 
-async def run_step(
+async def run_step(  # noqa: C901 - the attempt loop stays inline: one coroutine per step
     executor: ExecutorCore,
     step: Step[Any, Any],
     data: Any,
@@ -86,14 +86,15 @@ async def run_step(
     # One coroutine per step, from the run loop to the call: the attempts run inline here.
     start = time.perf_counter()
     session = executor.session
-    # A context model that never holds references is known after its first step.
-    managed = type(context) is not session.plain_model and session.manages(context)
     isolate = isolates(step)
-    parent, lean = _enclosing(session, step, isolate) if managed else (None, None)
-    if managed and parent is None and session.needs_hydration(context):  # type: ignore[arg-type]
-        failed = await _hydrate(session, step, context)
-        if failed is not None:
-            return failed
+    if type(context) is session.plain_model:  # known after its first step: no references
+        managed, parent, lean = False, None, None
+    else:
+        managed, parent, lean, unbound = _placement(session, step, context, isolate)
+        if unbound:
+            failed = await _hydrate(session, step, context)
+            if failed is not None:
+                return failed
     config = step.config
     done = Attempts()
     key = None
@@ -143,20 +144,25 @@ async def run_step(
     return await _settle(executor, step, given, context, resources, done, start, by_hand)
 
 
-def _enclosing(
-    session: StateSession, step: Step[Any, Any], isolate: bool
-) -> tuple[Scope | None, LeanAccess | None]:
-    """Return the scope this step runs inside (a branch, an item), or the run's lean access.
+def _placement(
+    session: StateSession, step: Step[Any, Any], context: Any, isolate: bool
+) -> tuple[bool, Scope | None, LeanAccess | None, bool]:
+    """Say where the step runs: ``(managed, parent scope, lean scope, references to load)``.
 
-    The lean access serves a step at the top of a run that keeps nothing apart: its
-    scope is made only if it touches a reference.
+    The parent is the scope of the branch, item or iteration the step runs in; the
+    lean scope is the run's, for a step at the top that keeps nothing apart.
     """
     access = ACCESS.get()
+    run_lean = access if type(access) is LeanAccess and access.session is session else None
+    keeps_apart = isolate or step.composite
+    if run_lean is not None and run_lean.run_context is context:
+        # The run's own context, bound at its start: only references made since are unbound.
+        return True, None, (None if keeps_apart else run_lean), session.new_refs
+    if not session.manages(context):
+        return False, None, None, False
     if type(access) is Scope and access.session is session:
-        return access, None
-    if type(access) is LeanAccess and access.session is session:
-        return None, (None if isolate or step.composite else access)
-    return None, None
+        return True, access, None, False
+    return True, None, (None if keeps_apart else run_lean), session.needs_hydration(context)
 
 
 async def _hydrate(session: StateSession, step: Step[Any, Any], context: Any) -> StepResult | None:

@@ -152,7 +152,9 @@ async def _execute(run: RunState[ContextT]) -> PipelineResult[ContextT]:
     history = list(start.history)
     # One scope for the run's lean steps (see scope.LeanAccess), where references live.
     session = executor.session
-    access = ACCESS.set(LeanAccess(session)) if session.manages(start.context) else None
+    access = (
+        ACCESS.set(LeanAccess(session, start.context)) if session.manages(start.context) else None
+    )
     try:
         if plan.hooks:
             await run.emit(RunStarted(run_id=start.run_id, pipeline_name=plan.pipeline_name))

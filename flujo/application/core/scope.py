@@ -216,11 +216,13 @@ class LeanAccess(Scope):
     reference reads and writes its own value, as outside a run.
     """
 
-    __slots__ = ("touched",)
+    __slots__ = ("run_context", "touched")
 
-    def __init__(self, session: StateSession) -> None:
+    def __init__(self, session: StateSession, run_context: Any) -> None:
         super().__init__(session, None, "", None, isolate=False)
         self.touched = False
+        self.run_context = None if session.needs_hydration(run_context) else run_context
+        """The run's context when its references are all known and bound (found by type)."""
 
     def begin(self, name: str, context: Any) -> None:
         """Start a lean attempt of step ``name`` on ``context``."""
@@ -237,8 +239,11 @@ class LeanAccess(Scope):
 
     def commit(self) -> None:
         """Stage the attempt's changes and start clean for the next one."""
-        super().commit()
-        self.writes, self.copies, self.reads = {}, {}, set()
+        if self.writes:  # never a copy: a lean scope does not keep values apart
+            self.session.stage(self.writes, self.copies)
+            self.writes = {}
+        if self.reads:
+            self.reads = set()
 
     def rollback(self, reason: str) -> None:
         """Drop the attempt's changes and start clean for the next one."""
@@ -249,8 +254,21 @@ class LeanAccess(Scope):
         """Return ``ref``'s value as the running attempt sees it."""
         if self.target is None:
             return ref._held()
-        self.touched = True
-        return super().read(ref)
+        # Scope.read with no parent and nothing kept apart: own set() values, else the run's.
+        writes = self.writes
+        if writes:
+            ident = (ref.provider_id, ref.key)
+            if ident in writes:
+                return writes[ident]
+        session = self.session
+        entry = session.entry_of(ref)
+        if not entry.read:
+            session.first_read(entry)
+        if entry.watch and session.watch_in_place:
+            # Its in-place changes are saved: if this attempt fails, they cannot be.
+            self.touched = True
+            self.reads.add(entry.ident)
+        return entry.value
 
     def write(self, ref: ContextReference[Any], value: Any) -> None:
         """Record a ``set()`` of the running attempt."""

@@ -231,7 +231,10 @@ class StateSession:
             self._bind(ref, entry)
         if loads:
             try:
-                await gather_all(self._load(entry) for entry in loads.values())
+                if len(loads) == 1:  # the common case: one coroutine less per run
+                    await self._load(next(iter(loads.values())))
+                else:
+                    await gather_all(self._load(entry) for entry in loads.values())
             except BaseException:
                 for ident in loads:
                     del self.entries[ident]
