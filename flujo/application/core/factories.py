@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from flujo.application.core.executor_core import ExecutorCore
@@ -50,9 +51,12 @@ class PartsLayer:
     state_providers: Mapping[str, StateProvider[Any]] = field(default_factory=dict)
     """Providers on top of the container's registry (one id, two providers: an error)."""
 
-    def registry(self, container: Container) -> dict[str, StateProvider[Any]]:
+    def registry(self, container: Container) -> Mapping[str, StateProvider[Any]]:
         """Return the container's provider registry with this layer's providers merged in."""
-        return merge_registries(container.state_providers(), self.state_providers)
+        base = container.state_providers()
+        if not base:  # nothing to merge with (this runs per run; executors copy their registry)
+            return MappingProxyType(self.state_providers)
+        return merge_registries(base, self.state_providers)
 
     def executor(self, container: Container, **kwargs: Any) -> ExecutorCore:
         """Resolve a new executor from ``container`` with this layer's parts in place."""
