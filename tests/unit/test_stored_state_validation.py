@@ -258,6 +258,23 @@ async def test_an_in_memory_record_saved_with_an_unknown_status_is_damaged() -> 
         await runner.resume_async("odd")
 
 
+@pytest.mark.parametrize(
+    "payload", [b"not json", b"[]", b'{"writes": "x"}', b'{"writes": [{"key": 1}]}']
+)
+async def test_a_damaged_pending_record_is_reported_not_settled(payload: bytes) -> None:
+    backend = InMemoryBackend()
+    pipeline = Step.from_callable(note, name="a") >> Step.from_callable(note, name="b")
+    runner = Flujo(pipeline, pipeline_name="p", state_backend=backend)
+    await backend.save_run(make_run("r", pipeline_name="p"))
+    pending = dataclasses.replace(make_step("r", 0, pending=True, result=payload), name="a")
+    await backend.checkpoint(pending)
+    RAN.clear()
+    with pytest.raises(StateCorruptError, match="pending record of step 0") as caught:
+        await runner.resume_async("r")
+    assert (caught.value.run_id, caught.value.column, RAN) == ("r", "result", [])
+    assert list(await backend.load_steps("r")) == [pending]  # left as it was
+
+
 # --- the SQLite state provider -----------------------------------------------------------
 
 
