@@ -94,9 +94,7 @@ async def test_a_backend_refuses_a_cutoff_that_is_not_a_unix_time(
 
 
 async def test_the_allowed_forms_work(runner: Flujo[Any, Any, Any], backend: StateBackend) -> None:
-    assert [info.run_id for info in await runner.list_runs(status="completed", limit=1)] == [
-        "done"
-    ]
+    assert [info.run_id for info in await runner.list_runs(status="completed", limit=1)] == ["done"]
     assert await runner.list_runs(status="paused") == []
     assert await backend.prune(older_than=5, statuses=["completed"]) == 0  # an int cutoff
     assert await runner.prune(older_than=timedelta(0), statuses={"paused"}) == 0
