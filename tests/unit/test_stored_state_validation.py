@@ -279,8 +279,9 @@ async def test_a_damaged_pending_record_is_reported_not_settled(payload: bytes) 
 
 
 PROVIDER_DAMAGE = [
-    ("value", "text, not a blob"),
+    ("value", "text that is not JSON"),
     ("value", b"not json"),
+    ("value", 12),
     ("version", "two"),
     ("version", -1),
     ("writer", b"\x00"),
@@ -327,7 +328,7 @@ async def test_a_run_over_a_damaged_provider_value_fails_to_load_naming_it(
         state_providers={"ledger": provider},
     )
     with pytest.raises(StateLoadError) as caught:
-        await runner.run_async(0)
+        await runner.run_async(0)  # JSON text would be read: 'oops' is not JSON
     assert isinstance(caught.value.__cause__, StateCorruptError)
     assert "booked" in str(caught.value)
     await provider.close()

@@ -47,8 +47,13 @@ def _checked(
 
 
 def _stored_value(where: str, namespace: str, key: str, value: object) -> Any:
-    """Return the JSON value stored in ``value``, or raise ``StateCorruptError``."""
-    data = _checked(where, namespace, key, "value", blob, value)
+    """Return the JSON value stored in ``value``, or raise ``StateCorruptError``.
+
+    flujo writes JSON bytes; JSON text is read too, as a table seeded by hand holds it.
+    """
+    data = (
+        value if isinstance(value, str) else _checked(where, namespace, key, "value", blob, value)
+    )
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
