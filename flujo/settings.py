@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from flujo.domain.errors import ConfigurationError
 from flujo.domain.validation import summarize
+from flujo.state_uri import StateBackendName, StateURI, parse_state_uri
 
 __all__ = [
     "STATE_URI_ENV",
@@ -46,15 +47,6 @@ class CacheSettings(_Strict):
         return self
 
 
-StateBackendName = Literal["memory", "sqlite", "postgres"]
-"""The run-state backends a profile can name."""
-
-_SCHEMES: dict[str, StateBackendName] = {
-    "memory": "memory",
-    "sqlite": "sqlite",
-    "postgres": "postgres",
-    "postgresql": "postgres",
-}
 STATE_URI_ENV = "FLUJO_STATE_URI"
 """Environment variable giving ``state.uri`` when a profile leaves it unset."""
 
@@ -63,9 +55,10 @@ class StateSettings(_Strict):
     """Durable run state and managed state.
 
     ``uri`` picks the store: ``memory://``, ``sqlite:///path/to/runs.db`` (or a
-    bare path) or ``postgresql://user:pass@host/db``. Unset, it comes from
-    ``$FLUJO_STATE_URI``, else the SQLite file at ``default_state_path()``.
-    ``backend`` may be left out: the URI's scheme decides.
+    bare path) or ``postgresql://user:pass@host/db``, read strictly (see
+    ``flujo.state_uri``). Unset, it comes from ``$FLUJO_STATE_URI``, else the
+    SQLite file at ``default_state_path()``. ``backend`` may be left out: the
+    URI's scheme decides.
     """
 
     backend: StateBackendName | None = None
@@ -93,24 +86,21 @@ class StateSettings(_Strict):
         return self.uri if self.uri is not None else os.environ.get(STATE_URI_ENV) or None
 
     @property
+    def parsed_uri(self) -> StateURI | None:
+        """``effective_uri`` parsed (``ConfigurationError`` if malformed); ``None`` if unset."""
+        uri = self.effective_uri
+        if uri is None or uri == "":
+            return None
+        origin = "state.uri" if self.uri is not None else f"${STATE_URI_ENV}"
+        # ConfigurationError, not ValueError: this also runs outside validation,
+        # when the environment is read as parts are resolved.
+        return parse_state_uri(uri, origin)
+
+    @property
     def resolved_backend(self) -> StateBackendName:
         """The backend this configuration selects."""
-        uri = self.effective_uri
-        from_uri: StateBackendName | None = None
-        if uri is not None:
-            scheme, sep, _ = uri.partition("://")
-            if sep:
-                if scheme.lower() not in _SCHEMES:
-                    supported = ", ".join(f"{s}://" for s in _SCHEMES)
-                    origin = "state.uri" if self.uri is not None else f"${STATE_URI_ENV}"
-                    # ConfigurationError, not ValueError: this also runs outside validation,
-                    # when the environment is read as parts are resolved.
-                    raise ConfigurationError(
-                        f"{origin}: URI scheme {scheme!r} is not supported; use one of {supported}"
-                    )
-                from_uri = _SCHEMES[scheme.lower()]
-            else:
-                from_uri = "sqlite"  # a bare path names a SQLite file
+        parsed = self.parsed_uri
+        from_uri = None if parsed is None else parsed.backend
         if self.backend is not None and from_uri is not None and from_uri != self.backend:
             if self.uri is None:
                 return self.backend  # an explicit backend beats the environment
@@ -122,19 +112,18 @@ class StateSettings(_Strict):
     @property
     def sqlite_path(self) -> Path:
         """The SQLite file this configuration's run state lives in."""
-        uri = self.effective_uri
-        if uri is not None and uri.lower().startswith("sqlite://"):
-            uri = uri[len("sqlite://") :]  # sqlite:///abs/path -> /abs/path
-        elif uri is not None and "://" in uri:
-            uri = None  # another store's URI (an overridden environment): use the default file
-        return Path(uri).expanduser() if uri else default_state_path()
+        parsed = self.parsed_uri
+        if parsed is not None and parsed.path is not None:
+            return parsed.path
+        # Unset, or another store's URI (an overridden environment): the default file.
+        return default_state_path()
 
     @property
     def postgres_dsn(self) -> str:
         """The PostgreSQL DSN (only meaningful when the backend is ``postgres``)."""
-        uri = self.effective_uri
-        if uri is not None and uri.lower().startswith(("postgres://", "postgresql://")):
-            return uri
+        parsed = self.parsed_uri
+        if parsed is not None and parsed.dsn is not None:
+            return parsed.dsn
         if self.resolved_backend == "postgres":
             raise ConfigurationError(
                 "state.backend is 'postgres' but no PostgreSQL DSN is set: give state.uri "

@@ -20,7 +20,7 @@ from flujo.application.core.factories import (
 )
 from flujo.application.core.pending import OnPending, settle_pending
 from flujo.application.core.pipeline_run import RunParts, RunPlan, RunStart, execute_run
-from flujo.application.core.resume import MISSING, restore, run_info
+from flujo.application.core.resume import MISSING, restore, run_info, run_infos
 from flujo.application.sync_door import run_sync
 from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.dsl.step import Step
@@ -28,12 +28,14 @@ from flujo.domain.errors import ConfigurationError, RunNotFoundError
 from flujo.domain.events import Hook
 from flujo.domain.interfaces import ExecutionBackend, StateBackend, StateProvider
 from flujo.domain.models import (
+    DamagedRun,
     PipelineContext,
     PipelineResult,
     RunInfo,
     RunStatus,
 )
 from flujo.domain.policies import UsageLimits
+from flujo.domain.run_queries import check_age, check_limit, check_status, check_statuses
 from flujo.domain.validation import summarize
 
 if TYPE_CHECKING:
@@ -326,13 +328,13 @@ class Flujo(Generic[InT, OutT, ContextT]):
         start.settled = settled
         return await execute_run(self._plan, parts, start)
 
-    async def list_runs(self, *, status: RunStatus | None = None, limit: int = 50) -> list[RunInfo]:
-        """Return stored runs, most recently updated first."""
-        if limit <= 0:
-            raise ConfigurationError(f"limit must be > 0, got {limit}")
+    async def list_runs(
+        self, *, status: RunStatus | None = None, limit: int = 50
+    ) -> list[RunInfo | DamagedRun]:
+        """Return stored runs, most recently updated first; one that cannot be read as damaged."""
+        status, limit = check_status(status), check_limit(limit)
         records = await self._durable_backend("list_runs").list_runs(status=status, limit=limit)
-        serializer = self.container.serializer()
-        return [run_info(r, serializer) for r in records]
+        return run_infos(records, self.container.serializer())
 
     async def get_run(self, run_id: str) -> RunInfo:
         """Return one stored run with its step results (``RunNotFoundError`` if unknown)."""
@@ -350,11 +352,9 @@ class Flujo(Generic[InT, OutT, ContextT]):
         statuses: Sequence[RunStatus] = ("completed", "failed"),
     ) -> int:
         """Delete runs in ``statuses`` not updated for ``older_than`` (seconds or timedelta)."""
-        seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
-        if seconds < 0:
-            raise ConfigurationError(f"older_than must be >= 0, got {older_than!r}")
+        seconds, chosen = check_age(older_than), check_statuses(statuses)
         cutoff = self.container.clock() - seconds
-        return await self._durable_backend("prune").prune(older_than=cutoff, statuses=statuses)
+        return await self._durable_backend("prune").prune(older_than=cutoff, statuses=chosen)
 
     def run(
         self,

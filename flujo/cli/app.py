@@ -13,12 +13,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Column, Table
 
-from flujo.application.core.resume import MISSING, run_info
+from flujo.application.core.resume import MISSING, run_info, run_infos
 from flujo.application.runner import Flujo
 from flujo.cli.loading import load_container, load_runner, parse_duration, parse_input
 from flujo.domain.errors import FlujoError, RunNotFoundError
 from flujo.domain.events import HookEvent, RunFinished, StepFinished, StepStarted
-from flujo.domain.models import PipelineResult, RunInfo, RunStatus
+from flujo.domain.models import RUN_STATUSES, DamagedRun, PipelineResult, RunInfo, RunStatus
 
 __all__ = ["app", "main"]
 
@@ -119,17 +119,21 @@ def run_command(
     _guarded(work)
 
 
-def _runs_table(runs: list[RunInfo]) -> Table:
+def _runs_table(runs: list[RunInfo | DamagedRun]) -> Table:
     table = Table("pipeline", "status", "steps", "updated (UTC)", "note")
     # Ids are what users copy into `runs show/resume`: never cut them.
     table.columns.insert(0, Column("run id", no_wrap=True, min_width=32))
     colours = {"completed": "green", "failed": "red", "paused": "yellow", "running": "cyan"}
     for info in runs:
+        if isinstance(info, DamagedRun):
+            # What else the row holds cannot be trusted: the note says what is wrong.
+            table.add_row(info.run_id, "?", "[bold red]damaged[/]", "?", "?", info.error)
+            continue
         note = info.error or info.pause_message or ""
         table.add_row(
             info.run_id,
             f"{info.pipeline_name}@{info.pipeline_version}",
-            f"[{colours[info.status]}]{info.status}[/]",
+            f"[{colours.get(info.status, 'white')}]{info.status}[/]",
             str(info.steps_completed),
             info.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
             note,
@@ -140,23 +144,24 @@ def _runs_table(runs: list[RunInfo]) -> Table:
 @runs_app.command("list")
 def runs_list(
     status: Annotated[
-        str | None, typer.Option(help="Only runs with this status (running/paused/...).")
+        str | None, typer.Option(help=f"Only runs with this status ({'/'.join(RUN_STATUSES)}).")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many runs.")] = 20,
     profile: ProfileOption = None,
 ) -> None:
     """List stored runs, most recent first."""
-    if status is not None and status not in ("running", "paused", "completed", "failed"):
-        err.print(f"[bold red]error:[/] unknown status {status!r}")
+    if status is not None and status not in RUN_STATUSES:
+        allowed = ", ".join(RUN_STATUSES)
+        err.print(f"[bold red]error:[/] unknown status {status!r}; use one of {allowed}")
         raise typer.Exit(1)
 
-    async def fetch() -> list[RunInfo]:
+    async def fetch() -> list[RunInfo | DamagedRun]:
         container = load_container(profile)
         backend = container.state_backend()
         try:
             chosen: Any = status
             records = await backend.list_runs(status=chosen, limit=limit)
-            return [run_info(r, container.serializer()) for r in records]
+            return run_infos(records, container.serializer())
         finally:
             await backend.close()
 

@@ -24,13 +24,18 @@ the phase in which it happens::
         ├── StateConflictError          another writer got there first, or a pending step's
         │                               saves cannot be told apart on resume
         └── StateBackendError           a run-state backend failed or holds bad data
-            └── RunNotFoundError        no run with that id
+            ├── RunNotFoundError        no run with that id
+            └── StateCorruptError       a stored value does not fit (type, range, status,
+                                        schema version): names the run, column and value
 
 Errors raised by third-party libraries are converted at the boundary of the
 part that uses them, with the original exception chained as ``__cause__``.
 """
 
 from __future__ import annotations
+
+import functools
+from typing import Any
 
 __all__ = [
     "ConfigurationError",
@@ -47,6 +52,7 @@ __all__ = [
     "RunNotFoundError",
     "StateBackendError",
     "StateConflictError",
+    "StateCorruptError",
     "StateError",
     "StateLoadError",
     "StateSaveError",
@@ -146,3 +152,27 @@ class StateBackendError(StateError):
 
 class RunNotFoundError(StateBackendError):
     """No run with the given id exists in the state backend."""
+
+
+class StateCorruptError(StateBackendError):
+    """A stored value does not fit what flujo writes: wrong type, out of range, unknown status.
+
+    Raised where a store's values are read back, before anything else uses them. The
+    message names the run (or the provider's key), the column and what was found;
+    ``run_id``, ``column`` and ``found`` hold the same for programs.
+    """
+
+    def __init__(
+        self, message: str, *, run_id: str | None = None, column: str = "", found: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.column = column
+        self.found = found
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Keyword-only fields survive pickling (a run's errors may cross processes).
+        rebuild = functools.partial(
+            type(self), run_id=self.run_id, column=self.column, found=self.found
+        )
+        return rebuild, self.args

@@ -6,13 +6,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from flujo.domain.models import RunStatus, StepResult
+from flujo.domain.models import DamagedRun, RunStatus, StepResult
 
 if TYPE_CHECKING:
     from flujo.domain.dsl.step import Step
     from flujo.domain.models import PipelineContext
 
 __all__ = [
+    "SCHEMA_VERSION",
     "AtomicCheckpoints",
     "AttributeValue",
     "CacheBackend",
@@ -208,6 +209,10 @@ class ExecutionBackend(Protocol):
         ...
 
 
+SCHEMA_VERSION = 1
+"""Version of the stored run format; a record of another version is not read."""
+
+
 @dataclass(frozen=True, slots=True)
 class RunRecord:
     """The header of one run as a state backend stores it.
@@ -233,7 +238,7 @@ class RunRecord:
     """Why the run failed outside any step, if it did."""
     pause_message: str | None = None
     """What a paused run waits for."""
-    schema_version: int = 1
+    schema_version: int = SCHEMA_VERSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +270,9 @@ class StateBackend(Protocol):
     ``list_runs`` report ``step_index`` as the number of successful step
     records that are not pending, and ``updated_at`` as the latest of the
     header's and the records'. ``StepRecord.pending`` is stored and loaded as is.
-    Failures raise ``StateBackendError``.
+    Failures raise ``StateBackendError``. A stored value that does not fit its
+    field (type, range, status, schema version) raises ``StateCorruptError`` from
+    ``load_run`` and ``load_steps``, and is listed as a ``DamagedRun`` by ``list_runs``.
     """
 
     async def save_run(self, run: RunRecord) -> None:
@@ -284,7 +291,9 @@ class StateBackend(Protocol):
         """Return the run's step records in order."""
         ...
 
-    async def list_runs(self, *, status: RunStatus | None, limit: int) -> Sequence[RunRecord]:
+    async def list_runs(
+        self, *, status: RunStatus | None, limit: int
+    ) -> Sequence[RunRecord | DamagedRun]:
         """Return up to ``limit`` run headers, most recently updated first."""
         ...
 

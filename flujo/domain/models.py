@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 from pydantic import (
     BaseModel,
@@ -15,11 +15,13 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from flujo.domain.errors import ReferenceNotHydratedError
+from flujo.domain.errors import ReferenceNotHydratedError, StateCorruptError
 from flujo.domain.state_access import ACCESS
 
 __all__ = [
+    "RUN_STATUSES",
     "ContextReference",
+    "DamagedRun",
     "PipelineContext",
     "PipelineResult",
     "RunInfo",
@@ -32,6 +34,9 @@ ContextT = TypeVar("ContextT", bound="PipelineContext")
 
 RunStatus = Literal["running", "paused", "completed", "failed"]
 """Where a run stands: still going, waiting for a human, done, or stopped by a failure."""
+
+RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
+"""Every ``RunStatus``, in order: what a stored status and a status argument may be."""
 
 
 class _Unset:
@@ -303,3 +308,26 @@ class RunInfo(BaseModel):
     pause_message: str | None = None
     step_history: list[StepResult] = Field(default_factory=list)
     """The stored step results (filled by ``get_run``; empty in ``list_runs``)."""
+
+
+class DamagedRun(BaseModel):
+    """A stored run that cannot be read, as ``Flujo.list_runs`` reports it among the others.
+
+    ``get_run`` and ``resume_async`` of it raise the ``StateCorruptError`` it was made from.
+    """
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    run_id: str
+    status: Literal["damaged"] = "damaged"
+    column: str
+    """The stored column that does not fit."""
+    found: str
+    """What the column holds, shortened."""
+    error: str
+    """The whole message of the ``StateCorruptError``."""
+
+    @classmethod
+    def from_error(cls, run_id: str, error: StateCorruptError) -> DamagedRun:
+        """Describe the run ``run_id`` that ``error`` was raised for."""
+        return cls(run_id=run_id, column=error.column, found=error.found, error=str(error))

@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from flujo.infra.private_files import prepare_private_file
+
 __all__ = ["SQLiteWorker", "in_transaction", "transaction"]
 
 R = TypeVar("R")
@@ -67,7 +69,7 @@ class SQLiteWorker:
 
     def _open(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            prepare_private_file(self.path)  # folders 0700, the file 0600
             # timeout=0: a locked file fails fast, and the caller decides how to wait.
             conn = sqlite3.connect(
                 self.path, timeout=0, isolation_level=None, check_same_thread=False

@@ -357,7 +357,7 @@ def test_runs_show_of_a_corrupt_run_is_one_error_line(
     finally:
         conn.close()
     result = invoke("runs", "show", ids["failed"])
-    assert_one_error_line(result, "error:", "StateBackendError", ids["failed"])
+    assert_one_error_line(result, "error:", "StateCorruptError", ids["failed"])
 
 
 # --- flujo runs resume -----------------------------------------------------------------

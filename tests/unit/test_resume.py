@@ -22,7 +22,12 @@ from flujo import (
     UsageLimits,
 )
 from flujo.application.core.pipeline_run import SCHEMA_VERSION
-from flujo.domain.errors import ResumeError, RunNotFoundError, StateBackendError
+from flujo.domain.errors import (
+    ResumeError,
+    RunNotFoundError,
+    StateBackendError,
+    StateCorruptError,
+)
 from flujo.domain.events import HookEvent, RunFinished, RunStarted, StepStarted
 from flujo.domain.interfaces import RunRecord, StepRecord
 from flujo.infra.state.memory import InMemoryBackend
@@ -626,9 +631,9 @@ async def test_corrupt_stored_json_is_a_state_backend_error_naming_the_run(
     run_id = await _failed_run_in_sqlite(sqlite_backend, at_first_step=at_first_step)
     _corrupt(sqlite_backend.path, sql, b"\x80{not json", run_id)
 
-    with pytest.raises(StateBackendError, match=run_id) as info:
+    with pytest.raises(StateCorruptError, match=run_id) as info:
         await _fixed_runner(sqlite_backend).resume_async(run_id)
-    assert type(info.value) is StateBackendError
+    assert isinstance(info.value, StateBackendError) and info.value.run_id == run_id
     assert "JSON" in str(info.value)
 
 

@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from flujo.domain.errors import StateConflictError
+from flujo.domain.errors import StateConflictError, StateCorruptError
 from flujo.domain.interfaces import (
     RunRecord,
     Serializer,
@@ -77,9 +77,7 @@ async def settle_pending(
         return record, records, None
     record = dataclasses.replace(record, step_index=index)
     pending = records[index]
-    payload = serializer.loads(pending.result)
-    outcome = payload.get("outcome") or {}
-    writes = payload.get("writes") or []
+    payload, writes, outcome = _pending_payload(record.run_id, pending, serializer)
     verdicts = [await _landed(w, outcome, providers) for w in writes]
     if all(v is True for v in verdicts):
         choice, label = "accept", "accept: every save had landed"
@@ -102,6 +100,35 @@ async def settle_pending(
     await backend.checkpoint(settled)
     records[index] = settled
     return record, records, rerun_label
+
+
+def _pending_payload(
+    run_id: str, pending: StepRecord, serializer: Serializer
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """Return a pending record's payload, writes and outcome; ``StateCorruptError`` if damaged."""
+    try:
+        payload = serializer.loads(pending.result)
+    except (TypeError, ValueError):
+        payload = None
+    if isinstance(payload, dict):
+        writes, outcome = payload.get("writes") or [], payload.get("outcome") or {}
+        named = ("provider_id", "key", "writer")
+        if (
+            isinstance(outcome, dict)
+            and isinstance(writes, list)
+            and all(
+                isinstance(w, dict) and all(isinstance(w.get(n), str) for n in named)
+                for w in writes
+            )
+        ):
+            return payload, writes, outcome
+    raise StateCorruptError(
+        f"stored state of run {run_id!r} cannot be read: the pending record of step "
+        f"{pending.index} does not hold the writes its step was making",
+        run_id=run_id,
+        column="result",
+        found=repr(pending.result[:80]),
+    )
 
 
 def _before(pending: StepRecord, payload: Mapping[str, Any], serializer: Serializer) -> StepRecord:

@@ -8,14 +8,14 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from flujo.application.core.run_state import SCHEMA_VERSION, UNSERIALIZABLE, RunStart
+from flujo.application.core.run_state import UNSERIALIZABLE, RunStart
 from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.dsl.step import HumanStep
-from flujo.domain.errors import ResumeError, StateBackendError
-from flujo.domain.interfaces import RunRecord, Serializer, StepRecord
-from flujo.domain.models import PipelineContext, RunInfo, StepResult
+from flujo.domain.errors import ResumeError, StateCorruptError
+from flujo.domain.interfaces import SCHEMA_VERSION, RunRecord, Serializer, StepRecord
+from flujo.domain.models import DamagedRun, PipelineContext, RunInfo, StepResult
 
-__all__ = ["MISSING", "restore", "run_info"]
+__all__ = ["MISSING", "restore", "run_info", "run_infos"]
 
 ContextT = TypeVar("ContextT", bound=PipelineContext)
 
@@ -23,15 +23,20 @@ MISSING: Any = object()
 """Marker for "no human input was given"."""
 
 
-def _corrupt(run_id: str, detail: str) -> StateBackendError:
-    return StateBackendError(f"stored state of run {run_id!r} cannot be read: {detail}")
+def _corrupt(run_id: str, detail: str, column: str, found: object = "") -> StateCorruptError:
+    return StateCorruptError(
+        f"stored state of run {run_id!r} cannot be read: {detail}",
+        run_id=run_id,
+        column=column,
+        found=str(found),
+    )
 
 
-def _load(serializer: Serializer, blob: bytes, run_id: str, what: str) -> Any:
+def _load(serializer: Serializer, blob: bytes, run_id: str, what: str, column: str) -> Any:
     try:
         return serializer.loads(blob)
     except (ValueError, TypeError) as exc:
-        raise _corrupt(run_id, f"{what} is not valid JSON ({exc})") from exc
+        raise _corrupt(run_id, f"{what} is not valid JSON ({exc})", column, blob[:80]) from exc
 
 
 def decode_steps(
@@ -40,11 +45,13 @@ def decode_steps(
     """Return the step results stored in ``records``."""
     results = []
     for record in records:
-        payload = _load(serializer, record.result, run_id, f"step {record.index}")
+        payload = _load(serializer, record.result, run_id, f"step {record.index}", "result")
         try:
             results.append(StepResult.model_validate(payload))
         except ValidationError as exc:
-            raise _corrupt(run_id, f"step {record.index} is malformed ({exc})") from exc
+            raise _corrupt(
+                run_id, f"step {record.index} is malformed ({exc})", "result", record.result[:80]
+            ) from exc
     return results
 
 
@@ -66,6 +73,13 @@ def run_info(
     )
 
 
+def run_infos(
+    records: Sequence[RunRecord | DamagedRun], serializer: Serializer
+) -> list[RunInfo | DamagedRun]:
+    """Describe listed runs; one a backend listed as damaged stays a ``DamagedRun``."""
+    return [r if isinstance(r, DamagedRun) else run_info(r, serializer) for r in records]
+
+
 def _check_records(
     run_id: str, steps: Sequence[StepRecord], index: int, pipeline: Pipeline[Any, Any]
 ) -> None:
@@ -75,6 +89,8 @@ def _check_records(
             raise _corrupt(
                 run_id,
                 f"it says {index} steps completed but step {position} has no successful record",
+                "step_index",
+                index,
             )
         expected = pipeline.steps[position].name
         if stored.name != expected:
@@ -90,7 +106,7 @@ def _partial(
     """Return the progress a loop or map at ``index`` stored before the run stopped."""
     if index >= len(steps) or steps[index].index != index or steps[index].success:
         return None
-    payload = _load(serializer, steps[index].result, run_id, f"step {index}")
+    payload = _load(serializer, steps[index].result, run_id, f"step {index}", "result")
     partial = payload.get("partial") if isinstance(payload, dict) else None
     return partial if isinstance(partial, dict) else None
 
@@ -116,17 +132,23 @@ def restore(
         )
     if record.schema_version > SCHEMA_VERSION:
         raise _corrupt(
-            run_id, f"it has schema version {record.schema_version}, newer than {SCHEMA_VERSION}"
+            run_id,
+            f"it has schema version {record.schema_version}, newer than {SCHEMA_VERSION}",
+            "schema_version",
+            record.schema_version,
         )
     index = record.step_index
     if not 0 <= index <= len(pipeline.steps) or len(steps) < index:
         raise _corrupt(
-            run_id, f"it says {index} steps completed but holds {len(steps)} step records"
+            run_id,
+            f"it says {index} steps completed but holds {len(steps)} step records",
+            "step_index",
+            index,
         )
     _check_records(run_id, steps, index, pipeline)
     history = decode_steps(steps[:index], serializer, run_id)
     if index == 0:
-        data = _load(serializer, record.input, run_id, "the run input")
+        data = _load(serializer, record.input, run_id, "the run input", "input")
         context_blob = record.context
     else:
         data = history[-1].output
@@ -145,11 +167,14 @@ def restore(
         )
     try:
         context = context_model.model_validate(
-            _load(serializer, context_blob, run_id, "the context")
+            _load(serializer, context_blob, run_id, "the context", "context")
         )
     except ValidationError as exc:
         raise _corrupt(
-            run_id, f"the stored context does not fit {context_model.__name__} ({exc})"
+            run_id,
+            f"the stored context does not fit {context_model.__name__} ({exc})",
+            "context",
+            context_blob[:80],
         ) from exc
     start = RunStart(
         run_id=run_id,
@@ -165,7 +190,12 @@ def restore(
     waiting = pipeline.steps[index] if index < len(pipeline.steps) else None
     if record.status == "paused":
         if not isinstance(waiting, HumanStep):
-            raise _corrupt(run_id, f"it is paused at step {index}, which is not a human step")
+            raise _corrupt(
+                run_id,
+                f"it is paused at step {index}, which is not a human step",
+                "status",
+                record.status,
+            )
         if human_input is MISSING:
             raise ResumeError(
                 f"run {run_id!r} is paused at step {waiting.name!r} waiting for: "

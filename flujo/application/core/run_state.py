@@ -10,6 +10,12 @@ from typing import Any, Generic, TypeVar
 from flujo.application.core.commit import commit_step, save_staged
 from flujo.application.core.control_flow import Progress
 from flujo.application.core.executor_core import ExecutorCore
+from flujo.application.core.record_encoding import (
+    UNSERIALIZABLE,
+    UnstorableOutputError,
+    description,
+    storable_payload,
+)
 from flujo.application.core.scope import Scope
 from flujo.application.core.session import StateSession
 from flujo.domain.dsl.pipeline import Pipeline
@@ -20,6 +26,7 @@ from flujo.domain.events import (
     HookEvent,
 )
 from flujo.domain.interfaces import (
+    SCHEMA_VERSION,
     ExecutionBackend,
     RunRecord,
     Serializer,
@@ -42,12 +49,6 @@ __all__ = [
 ]
 
 ContextT = TypeVar("ContextT", bound=PipelineContext)
-
-SCHEMA_VERSION = 1
-"""Version of the stored run format; a resumed run written by a newer version is refused."""
-
-UNSERIALIZABLE = "__unserializable__"
-"""Key of the placeholder stored for a value JSON cannot hold."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +159,7 @@ class RunState(Generic[ContextT]):
                     f"run {self.run_id}: {what} is not JSON-serializable ({exc}); its "
                     "checkpoint stores a description, which a resumed run cannot use as the value"
                 )
-            return self.parts.serializer.dumps({UNSERIALIZABLE: repr(value)})
+            return self.parts.serializer.dumps(description(value))
 
     def header(
         self,
@@ -245,7 +246,8 @@ class RunState(Generic[ContextT]):
         try:
             self.parts.serializer.dumps(payload)
         except (TypeError, ValueError):
-            payload["output"] = {UNSERIALIZABLE: repr(result.output)}
+            # UnstorableOutputError when the output cannot even be described.
+            payload = storable_payload(payload, self.parts.serializer, result.name)
             self.json(result.output, f"the output of step {result.name!r}")  # warns once
         return payload
 
@@ -310,7 +312,12 @@ async def commit_result(
                 await save_staged(session, staged, writer, step.config, executor.backoff)
             return result
         partial = progress.last if progress is not None and not result.success else None
-        payload = run.step_payload(result, partial)
+        try:
+            payload = run.step_payload(result, partial)
+        except UnstorableOutputError as exc:
+            result, staged = exc.failed(result), []  # a failed step saves nothing it set()
+            partial = progress.last if progress is not None else None
+            payload = run.step_payload(result, partial)
         if index == run.start.index and run.start.settled is not None:
             payload["settled"] = run.start.settled  # how the caller resolved a pending step
         if partial is not None and run.last_context is not None:

@@ -9,11 +9,12 @@ from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
-from flujo.domain.errors import StateConflictError, StateError
+from flujo.domain.errors import StateConflictError, StateCorruptError, StateError
 from flujo.domain.interfaces import Versioned, Write
 from flujo.infra.serialization import OrjsonSerializer
 from flujo.infra.sqlite_layout import LAYOUT_VERSION, MIGRATIONS, STATE_TABLE
 from flujo.infra.sqlite_worker import SQLiteWorker, in_transaction, transaction
+from flujo.infra.state.rows import Corrupt, blob, count, optional_text, shown
 
 __all__ = ["SQLiteStateProvider", "StateRow", "write_rows"]
 
@@ -28,6 +29,40 @@ _UPSERT = (
     " version = excluded.version, writer = excluded.writer"
 )
 _DELETE = "DELETE FROM flujo_state WHERE namespace = ? AND key = ?"
+
+
+def _checked(
+    where: str, namespace: str, key: str, column: str, check: Callable[[object], R], value: object
+) -> R:
+    """Return ``check(value)``; a value that does not fit is a ``StateCorruptError``."""
+    try:
+        return check(value)
+    except Corrupt as exc:
+        raise StateCorruptError(
+            f"{where}: key {key!r} (namespace {namespace!r}) cannot be read: column {column!r} "
+            f"holds {shown(value)}; expected {exc.expected}",
+            column=column,
+            found=shown(value),
+        ) from None
+
+
+def _stored_value(where: str, namespace: str, key: str, value: object) -> Any:
+    """Return the JSON value stored in ``value``, or raise ``StateCorruptError``.
+
+    flujo writes JSON bytes; JSON text is read too, as a table seeded by hand holds it.
+    """
+    data = (
+        value if isinstance(value, str) else _checked(where, namespace, key, "value", blob, value)
+    )
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise StateCorruptError(
+            f"{where}: key {key!r} (namespace {namespace!r}) cannot be read: column 'value' "
+            f"holds {shown(data)}, which is not JSON ({exc})",
+            column="value",
+            found=shown(data),
+        ) from exc
 
 
 class StateRow(NamedTuple):
@@ -50,7 +85,10 @@ def write_rows(conn: sqlite3.Connection, rows: Sequence[StateRow], where: str) -
     versions: list[int] = []
     for row in rows:
         found = conn.execute(_SELECT_VERSION, (row.namespace, row.key)).fetchone()
-        version, writer = (found[0], found[1]) if found is not None else (0, None)
+        version, writer = (0, None)
+        if found is not None:
+            version = _checked(where, row.namespace, row.key, "version", count, found[0])
+            writer = _checked(where, row.namespace, row.key, "writer", optional_text, found[1])
         if row.expected_version is not None and version != row.expected_version:
             raise StateConflictError(
                 f"{where}: key {row.key!r} (namespace {row.namespace!r}) was expected at "
@@ -122,7 +160,12 @@ class SQLiteStateProvider:
         )
         if row is None:
             return Versioned(value=None, version=0)
-        return Versioned(value=orjson.loads(row[0]), version=row[1], writer=row[2])
+        where, namespace = self.describe(), self.namespace
+        return Versioned(
+            value=_stored_value(where, namespace, key, row[0]),
+            version=_checked(where, namespace, key, "version", count, row[1]),
+            writer=_checked(where, namespace, key, "writer", optional_text, row[2]),
+        )
 
     async def save(self, key: str, data: Any) -> None:
         """Store ``data`` under ``key`` (``TypeError`` if it is not JSON-serializable)."""

@@ -6,13 +6,24 @@ import dataclasses
 from collections.abc import Sequence
 
 from flujo.domain.interfaces import RunRecord, StepRecord
-from flujo.domain.models import RunStatus
+from flujo.domain.models import DamagedRun, RunStatus
+from flujo.domain.run_queries import check_cutoff, check_limit, check_status, check_statuses
+from flujo.infra.state.rows import listed, run_record, step_record
 
 __all__ = ["InMemoryBackend"]
 
 
+def _row(record: RunRecord | StepRecord) -> dict[str, object]:
+    """Return ``record`` as a row: nothing checks the types of what ``save_run`` is given."""
+    return {field.name: getattr(record, field.name) for field in dataclasses.fields(record)}
+
+
 class InMemoryBackend:
-    """A ``StateBackend`` holding records in dicts; lost when the process ends."""
+    """A ``StateBackend`` holding records in dicts; lost when the process ends.
+
+    Records are checked as they are read back, like a database's rows: one saved
+    with a value that does not fit (an unknown status, say) is a ``StateCorruptError``.
+    """
 
     def __init__(self) -> None:
         self._runs: dict[str, RunRecord] = {}
@@ -24,10 +35,11 @@ class InMemoryBackend:
         steps = self._steps.get(run.run_id, {})
         if not steps:
             return run
+        times = [run.updated_at, *(s.recorded_at for s in steps.values())]
         return dataclasses.replace(
             run,
             step_index=sum(1 for s in steps.values() if s.success and not s.pending),
-            updated_at=max(run.updated_at, *(s.recorded_at for s in steps.values())),
+            updated_at=max(times, key=_time_key),  # a damaged time wins, and is reported
         )
 
     async def save_run(self, run: RunRecord) -> None:
@@ -41,20 +53,24 @@ class InMemoryBackend:
     async def load_run(self, run_id: str) -> RunRecord | None:
         """Return the run header or ``None``."""
         run = self._runs.get(run_id)
-        return None if run is None else self._current(run)
+        return None if run is None else run_record(_row(self._current(run)), run_id)
 
     async def load_steps(self, run_id: str) -> Sequence[StepRecord]:
         """Return the run's steps in order."""
         steps = self._steps.get(run_id, {})
-        return [steps[i] for i in sorted(steps)]
+        return [step_record(_row(steps[i]), run_id) for i in sorted(steps)]
 
-    async def list_runs(self, *, status: RunStatus | None, limit: int) -> Sequence[RunRecord]:
-        """Return up to ``limit`` headers, most recently updated first."""
+    async def list_runs(
+        self, *, status: RunStatus | None, limit: int
+    ) -> Sequence[RunRecord | DamagedRun]:
+        """Return up to ``limit`` headers, most recently updated first; damaged ones as such."""
+        status, limit = check_status(status), check_limit(limit)
         runs = [
             self._current(r) for r in self._runs.values() if status is None or r.status == status
         ]
-        runs.sort(key=lambda r: r.updated_at, reverse=True)
-        return runs[:limit]
+        # A time that is not a number sorts first, as text sorts after numbers in SQLite.
+        runs.sort(key=lambda r: _time_key(r.updated_at), reverse=True)
+        return listed(_row(r) for r in runs[:limit])
 
     async def delete_run(self, run_id: str) -> None:
         """Forget a run."""
@@ -63,10 +79,11 @@ class InMemoryBackend:
 
     async def prune(self, *, older_than: float, statuses: Sequence[RunStatus]) -> int:
         """Delete old runs in ``statuses``; return how many."""
+        older_than, statuses = check_cutoff(older_than), check_statuses(statuses)
         doomed = [
             r.run_id
             for r in map(self._current, self._runs.values())
-            if r.updated_at < older_than and r.status in statuses
+            if r.status in statuses and _time_key(r.updated_at) < (1, older_than)
         ]
         for run_id in doomed:
             await self.delete_run(run_id)
@@ -74,3 +91,10 @@ class InMemoryBackend:
 
     async def close(self) -> None:
         """Nothing to release."""
+
+
+def _time_key(value: object) -> tuple[int, float]:
+    """Sort key of a stored time that a damaged value (not a number) cannot break."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == value:
+        return (1, float(value))
+    return (2, 0.0)

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flujo.domain.errors import ConfigurationError, StateBackendError
 from flujo.domain.interfaces import RunRecord, StepRecord
-from flujo.domain.models import RunStatus
+from flujo.domain.models import DamagedRun, RunStatus
+from flujo.domain.run_queries import check_cutoff, check_limit, check_status, check_statuses
+from flujo.infra.state.rows import listed, run_record, step_record
 
 if TYPE_CHECKING:
     import asyncpg
@@ -82,21 +84,12 @@ _CURRENT_RUN = (
 )
 
 
-def _record(row: Any) -> RunRecord:
-    return RunRecord(
-        run_id=row["run_id"],
-        pipeline_name=row["pipeline_name"],
-        pipeline_version=row["pipeline_version"],
-        status=row["status"],
-        step_index=row["step_index"],
-        input=bytes(row["input"]),
-        context=bytes(row["context"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        error=row["error"],
-        pause_message=row["pause_message"],
-        schema_version=row["schema_version"],
-    )
+def _fields(row: Any) -> dict[str, object]:
+    """Return an asyncpg record as a mapping of record field names to stored values."""
+    values: dict[str, object] = dict(row.items())
+    if "idx" in values:
+        values["index"] = values.pop("idx")
+    return values
 
 
 class PostgresBackend:
@@ -186,7 +179,7 @@ class PostgresBackend:
         """Return the run header or ``None``."""
         sql = f"{_CURRENT_RUN} WHERE r.run_id = $1"
         row = await self._run(f"loading run {run_id!r}", lambda p: p.fetchrow(sql, run_id))
-        return None if row is None else _record(row)
+        return None if row is None else run_record(_fields(row), run_id)
 
     async def load_steps(self, run_id: str) -> Sequence[StepRecord]:
         """Return the run's steps in order."""
@@ -197,22 +190,13 @@ class PostgresBackend:
         rows = await self._run(
             f"loading the steps of run {run_id!r}", lambda p: p.fetch(sql, run_id)
         )
-        return [
-            StepRecord(
-                run_id=r["run_id"],
-                index=r["idx"],
-                name=r["name"],
-                success=r["success"],
-                result=bytes(r["result"]),
-                context=bytes(r["context"]),
-                recorded_at=r["recorded_at"],
-                pending=r["pending"],
-            )
-            for r in rows
-        ]
+        return [step_record(_fields(r), run_id) for r in rows]
 
-    async def list_runs(self, *, status: RunStatus | None, limit: int) -> Sequence[RunRecord]:
-        """Return up to ``limit`` headers, most recently updated first."""
+    async def list_runs(
+        self, *, status: RunStatus | None, limit: int
+    ) -> Sequence[RunRecord | DamagedRun]:
+        """Return up to ``limit`` headers, most recently updated first; damaged ones as such."""
+        status, limit = check_status(status), check_limit(limit)
         if status is None:
             sql = f"SELECT * FROM ({_CURRENT_RUN}) c ORDER BY updated_at DESC LIMIT $1"
             rows = await self._run("listing runs", lambda p: p.fetch(sql, limit))
@@ -222,7 +206,7 @@ class PostgresBackend:
                 " ORDER BY updated_at DESC LIMIT $2"
             )
             rows = await self._run("listing runs", lambda p: p.fetch(sql, status, limit))
-        return [_record(r) for r in rows]
+        return listed(_fields(r) for r in rows)
 
     async def delete_run(self, run_id: str) -> None:
         """Remove a run and its steps (the steps go by cascade)."""
@@ -233,6 +217,7 @@ class PostgresBackend:
 
     async def prune(self, *, older_than: float, statuses: Sequence[RunStatus]) -> int:
         """Delete old runs in ``statuses``; return how many."""
+        older_than, statuses = check_cutoff(older_than), check_statuses(statuses)
         sql = "DELETE FROM flujo_runs WHERE updated_at < $1 AND status = ANY($2::text[])"
         outcome = await self._run(
             "pruning runs", lambda p: p.execute(sql, older_than, list(statuses))

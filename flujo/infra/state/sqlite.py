@@ -15,10 +15,12 @@ from typing import Any, TypeVar
 
 from flujo.domain.errors import StateBackendError
 from flujo.domain.interfaces import RunRecord, StepRecord, Write
-from flujo.domain.models import RunStatus
+from flujo.domain.models import DamagedRun, RunStatus
+from flujo.domain.run_queries import check_cutoff, check_limit, check_status, check_statuses
 from flujo.infra.providers.sqlite import SQLiteStateProvider, StateRow, write_rows
 from flujo.infra.sqlite_layout import LAYOUT_VERSION, MIGRATIONS, RUN_TABLES, STATE_TABLE
 from flujo.infra.sqlite_worker import SQLiteWorker, in_transaction, transaction
+from flujo.infra.state.rows import listed, run_record, step_record
 
 __all__ = ["SQLiteBackend"]
 
@@ -68,22 +70,14 @@ def _step_row(step: StepRecord) -> tuple[object, ...]:
     )
 
 
-def _record(row: Sequence[Any]) -> RunRecord:
-    """Return the run header stored in a row."""
-    return RunRecord(
-        run_id=row[0],
-        pipeline_name=row[1],
-        pipeline_version=row[2],
-        status=row[3],
-        step_index=row[4],
-        input=bytes(row[5]),
-        context=bytes(row[6]),
-        created_at=row[7],
-        updated_at=row[8],
-        error=row[9],
-        pause_message=row[10],
-        schema_version=row[11],
-    )
+# Result columns named otherwise than the record fields they hold.
+_FIELDS = {"current_update": "updated_at", "idx": "index"}
+
+
+def _fetch(cursor: sqlite3.Cursor) -> list[dict[str, object]]:
+    """Return the cursor's rows as mappings of record field names to stored values."""
+    names = [_FIELDS.get(d[0], d[0]) for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 class SQLiteBackend:
@@ -171,37 +165,28 @@ class SQLiteBackend:
     async def load_run(self, run_id: str) -> RunRecord | None:
         """Return the run header or ``None``."""
         sql = f"{_CURRENT_RUN} WHERE r.run_id = ?"
-        row = await self._run(
-            f"loading run {run_id!r}", lambda c: c.execute(sql, (run_id,)).fetchone()
+        rows = await self._run(
+            f"loading run {run_id!r}", lambda c: _fetch(c.execute(sql, (run_id,)))
         )
-        return None if row is None else _record(row)
+        return run_record(rows[0], run_id) if rows else None
 
     async def load_steps(self, run_id: str) -> Sequence[StepRecord]:
         """Return the run's steps in order."""
         rows = await self._run(
             f"loading the steps of run {run_id!r}",
-            lambda c: c.execute(_SELECT_STEPS, (run_id,)).fetchall(),
+            lambda c: _fetch(c.execute(_SELECT_STEPS, (run_id,))),
         )
-        return [
-            StepRecord(
-                run_id=r[0],
-                index=r[1],
-                name=r[2],
-                success=bool(r[3]),
-                result=bytes(r[4]),
-                context=bytes(r[5]),
-                recorded_at=r[6],
-                pending=bool(r[7]),
-            )
-            for r in rows
-        ]
+        return [step_record(row, run_id) for row in rows]
 
-    async def list_runs(self, *, status: RunStatus | None, limit: int) -> Sequence[RunRecord]:
-        """Return up to ``limit`` headers, most recently updated first."""
+    async def list_runs(
+        self, *, status: RunStatus | None, limit: int
+    ) -> Sequence[RunRecord | DamagedRun]:
+        """Return up to ``limit`` headers, most recently updated first; damaged ones as such."""
+        status, limit = check_status(status), check_limit(limit)
         where, params = ("WHERE r.status = ?", (status, limit)) if status else ("", (limit,))
         sql = f"{_CURRENT_RUN} {where} ORDER BY current_update DESC LIMIT ?"
-        rows = await self._run("listing runs", lambda c: c.execute(sql, params).fetchall())
-        return [_record(r) for r in rows]
+        rows = await self._run("listing runs", lambda c: _fetch(c.execute(sql, params)))
+        return listed(rows)
 
     async def delete_run(self, run_id: str) -> None:
         """Remove a run and its steps."""
@@ -218,6 +203,7 @@ class SQLiteBackend:
 
     async def prune(self, *, older_than: float, statuses: Sequence[RunStatus]) -> int:
         """Delete old runs in ``statuses``; return how many."""
+        older_than, statuses = check_cutoff(older_than), check_statuses(statuses)
         marks = ", ".join("?" * len(statuses))
         chosen = f"SELECT run_id FROM flujo_runs WHERE updated_at < ? AND status IN ({marks})"
         params = (older_than, *statuses)
