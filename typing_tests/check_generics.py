@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import assert_type
+from typing import Any, assert_type
 
 from flujo import (
     ContextReference,
@@ -62,3 +62,8 @@ def check() -> None:
     assert_type(Step.from_callable(priced), Step[int, str])
     assert_type(step(priced_sync), Step[str, int])
     assert_type(first >> Step.from_callable(priced) >> step(priced_sync), Pipeline[str, int])
+    # The control-flow constructors (bound onto Step by the package) keep their types.
+    assert_type(Step.branch_on(to_str, {"a": first}), Step[Any, Any])
+    assert_type(Step.loop_until(double, to_str, max_loops=2), Step[Any, Any])
+    assert_type(Step.parallel({"a": first}), Step[Any, Any])
+    assert_type(first >> Step.map_over(double), Pipeline[str, list[Any]])

@@ -211,6 +211,15 @@ def test_control_flow_steps_compose_with_rshift() -> None:
     assert [type(s) for s in pipeline.steps[1:]] == [BranchStep, LoopStep, ParallelStep, MapStep]
 
 
+def test_the_constructors_build_the_same_kinds_through_a_step_too() -> None:
+    # They are static: reached through an instance they take no `self`.
+    some = _s("some")
+    assert type(some.branch_on(_pick, {"a": _s("x")})) is BranchStep
+    assert type(some.loop_until(_s("b"), _done, max_loops=1)) is LoopStep
+    assert type(some.parallel({"p": _s("y")})) is ParallelStep
+    assert type(some.map_over(_s("m"))) is MapStep
+
+
 def test_a_control_flow_step_can_start_a_pipeline() -> None:
     pipeline = Step.map_over(_s("m")) >> _s("after")
     assert pipeline.step_names == ["map", "after"]

@@ -332,6 +332,32 @@ def test_step_decorator_rejects_non_callable() -> None:
         step(5)  # type: ignore[call-overload]
 
 
+@pytest.mark.parametrize("thing", [1, "a", None, lambda x: x])
+def test_rshift_with_something_that_is_not_a_step_or_pipeline_is_a_type_error(thing: Any) -> None:
+    with pytest.raises(TypeError, match=">>"):
+        _s("a") >> thing
+    with pytest.raises(TypeError, match=">>"):
+        (_s("a") >> _s("b")) >> thing
+
+
+@pytest.mark.parametrize("thing", [1, "a", None, lambda x: x])
+def test_a_pipeline_holds_only_steps(thing: Any) -> None:
+    with pytest.raises(ConfigurationError, match=f"item 1 is {type(thing).__name__}, not a Step"):
+        Pipeline([_s("a"), thing])
+    with pytest.raises(ConfigurationError, match="expected a Step or Pipeline"):
+        Pipeline.of(thing)
+
+
+def test_the_base_of_step_is_not_a_step_itself() -> None:
+    # A pipeline checks its items against Node (pipeline.py does not import step.py);
+    # a bare Node would pass that check with nothing to run, so it cannot be made.
+    from flujo.domain.dsl.node import Node
+
+    assert issubclass(Step, Node)
+    with pytest.raises(ConfigurationError, match="base of Step"):
+        Node("n")
+
+
 def test_empty_pipeline_is_rejected() -> None:
     with pytest.raises(ConfigurationError, match="at least one step"):
         Pipeline([])

@@ -117,6 +117,22 @@ def test_an_explicit_version_replaces_the_digest() -> None:
     assert Step.from_callable(classify, name="c").with_config(version="3").identity.endswith("@v3")
 
 
+def test_every_kind_of_step_is_named_by_the_module_that_defines_it() -> None:
+    # Cache keys hold the identity, and so these paths: moving a class between DSL
+    # modules would make every cached result of that kind miss.
+    body = Step.from_callable(classify, name="x")
+    made = {
+        "flujo.domain.dsl.step.Step": Step("bare"),
+        "flujo.domain.dsl.step.HumanStep": Step.human_in_the_loop("ok?"),
+        "flujo.domain.dsl.control_flow.BranchStep": Step.branch_on(len, {"a": body}),
+        "flujo.domain.dsl.control_flow.LoopStep": Step.loop_until(body, len, max_loops=1),
+        "flujo.domain.dsl.control_flow.ParallelStep": Step.parallel({"a": body}),
+        "flujo.domain.dsl.control_flow.MapStep": Step.map_over(body),
+    }
+    for name, built in made.items():
+        assert built.identity.startswith(f"{name}#"), (name, built.identity)
+
+
 def test_a_control_flow_step_digests_its_nested_steps() -> None:
     def pick(data: Any, context: Any) -> str:
         return "a"

@@ -3,16 +3,24 @@
 These say *what* runs; ``flujo.application.core.control_flow`` says how. Each is a
 ``Step``, so retries, caching, validators, fallbacks and telemetry apply to the
 whole construct, and its nested results are kept in ``StepResult.step_history``.
+
+``Step.branch_on``, ``loop_until``, ``parallel`` and ``map_over`` are the functions at
+the end of this module. They live here, beside the classes they build, because those
+classes derive from ``Step``: ``step.py`` cannot import this module back without an
+import circle. The ``flujo.domain.dsl`` package binds them onto ``Step`` once, when it
+is imported, before anything can use ``Step``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Unpack
 
+from flujo.domain.dsl.invoker import StepInvoker
 from flujo.domain.dsl.pipeline import Pipeline
-from flujo.domain.dsl.step import HumanStep, Step, StepInvoker
+from flujo.domain.dsl.step import HumanStep, Step
 from flujo.domain.errors import ConfigurationError
+from flujo.domain.policies import StepOptions
 
 __all__ = [
     "BranchStep",
@@ -203,3 +211,65 @@ class MapStep(CompositeStep):
         self.body = as_pipeline(body, f"body of {name!r}")
         self.items_from = items_from
         self.concurrency = concurrency
+
+
+# --- Step's constructors of the classes above (bound onto Step by flujo.domain.dsl) ----
+
+
+def _branch_on(
+    condition: Callable[..., Any],
+    branches: Mapping[str, Body],
+    default: Body | None = None,
+    *,
+    name: str = "branch",
+    **options: Unpack[StepOptions],
+) -> Step[Any, Any]:
+    """Run the branch whose key ``condition(input, context)`` returns (else ``default``)."""
+    return BranchStep(name, condition, branches, default, **options)
+
+
+def _loop_until(
+    body: Body,
+    exit_condition: Callable[..., Any],
+    *,
+    max_loops: int,
+    on_max_loops: Literal["fail", "return"] = "fail",
+    name: str = "loop",
+    **options: Unpack[StepOptions],
+) -> Step[Any, Any]:
+    """Run ``body`` on its own output until ``exit_condition(output, context)`` is true."""
+    return LoopStep(name, body, exit_condition, max_loops, on_max_loops, **options)
+
+
+def _parallel(
+    branches: Mapping[str, Body],
+    *,
+    merge: Callable[[dict[str, Any]], Any] | None = None,
+    on_branch_failure: Literal["fail", "collect"] = "fail",
+    reference_writers: Mapping[str, str] | None = None,
+    name: str = "parallel",
+    **options: Unpack[StepOptions],
+) -> Step[Any, Any]:
+    """Run branches concurrently on copies of the context and merge what they changed.
+
+    The output is ``{branch: output}``, or ``merge`` of it. References stay shared and
+    read-only in branches, except those ``reference_writers`` (field path -> branch)
+    give to one branch.
+    """
+    return ParallelStep(name, branches, merge, on_branch_failure, reference_writers, **options)
+
+
+def _map_over(
+    body: Body,
+    *,
+    items_from: str | Callable[..., Any] | None = None,
+    concurrency: int = 1,
+    name: str = "map",
+    **options: Unpack[StepOptions],
+) -> Step[Any, list[Any]]:
+    """Run ``body`` for each item, ``concurrency`` at a time; outputs keep the items' order.
+
+    The items are the input, the context field named by ``items_from``, or what
+    ``items_from(input, context)`` returns.
+    """
+    return MapStep(name, body, items_from, concurrency, **options)

@@ -1,12 +1,20 @@
-"""``Pipeline``: an ordered, non-empty sequence of uniquely named steps."""
+"""``Pipeline``: an ordered, non-empty sequence of uniquely named steps.
+
+Its items are checked against ``Node``, the base of ``Step``, not ``Step`` itself:
+``step.py`` imports this module for ``>>``, so this one must not import it back
+(``Step`` is named here for the type checker only).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from flujo.domain.dsl.step import Step
+from flujo.domain.dsl.node import Node
 from flujo.domain.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from flujo.domain.dsl.step import Step
 
 __all__ = ["Pipeline"]
 
@@ -31,7 +39,7 @@ class Pipeline(Generic[InT, OutT]):
             raise ConfigurationError("a pipeline needs at least one step")
         seen: dict[str, int] = {}
         for position, item in enumerate(items):
-            if not isinstance(item, Step):
+            if not isinstance(item, Node):
                 raise ConfigurationError(
                     f"pipeline item {position} is {type(item).__name__}, not a Step"
                 )
@@ -48,12 +56,12 @@ class Pipeline(Generic[InT, OutT]):
         """Return ``item`` as a pipeline (a step becomes a one-step pipeline)."""
         if isinstance(item, Pipeline):
             return item
-        if isinstance(item, Step):
+        if isinstance(item, Node):
             return cls([item])
         raise ConfigurationError(f"expected a Step or Pipeline, got {type(item).__name__}")
 
     def __rshift__(self, other: Step[OutT, NextT] | Pipeline[OutT, NextT]) -> Pipeline[InT, NextT]:
-        if not isinstance(other, Step | Pipeline):
+        if not isinstance(other, Node | Pipeline):
             return NotImplemented
         return Pipeline([*self.steps, *Pipeline.of(other).steps])
 

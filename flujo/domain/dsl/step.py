@@ -1,19 +1,25 @@
-"""``Step``: one named unit of work wrapping a callable or an agent."""
+"""``Step``: one named unit of work wrapping a callable or an agent; and ``HumanStep``.
+
+``Step`` is the base of every kind of step. Its control-flow constructors
+(``branch_on``, ``loop_until``, ``parallel``, ``map_over``) build subclasses defined in
+``control_flow.py``, which imports this module; so they are defined there, beside the
+nodes they build, and the ``flujo.domain.dsl`` package puts them on ``Step`` when it is
+imported (this module only declares them for the type checker). ``>>`` builds a
+``Pipeline``, imported from ``pipeline.py``, which does not import this module back.
+``human_in_the_loop`` builds a ``HumanStep``, defined here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import (
     TYPE_CHECKING,
     Any,
     ClassVar,
     Concatenate,
     Generic,
-    Literal,
     ParamSpec,
-    Protocol,
     TypeVar,
     Unpack,
     overload,
@@ -22,13 +28,24 @@ from typing import (
 from pydantic import BaseModel, ValidationError
 
 from flujo.domain.dsl.identity import code_digest, qualified_name
+from flujo.domain.dsl.invoker import (
+    AgentLike,
+    StepInvoker,
+    accepted_keywords,
+    is_async_callable,
+    make_invoker,
+)
+from flujo.domain.dsl.node import Node
+from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.errors import ConfigurationError, HumanInputError
 from flujo.domain.policies import DEFAULT_VERSION, StepConfig, StepOptions, StepOutput
 from flujo.domain.validation import summarize
 
 if TYPE_CHECKING:
-    from flujo.domain.dsl.pipeline import Pipeline
+    from flujo.domain.dsl import control_flow
 
+# AgentLike and StepInvoker are defined in invoker.py and named here too: they are the
+# types of ``Step(agent=...)`` and ``Step.invoke``, documented at this path.
 __all__ = ["AgentLike", "HumanStep", "Step", "StepInvoker", "step"]
 
 InT = TypeVar("InT")
@@ -39,67 +56,13 @@ B = TypeVar("B")
 P = ParamSpec("P")
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
-StepInvoker = Callable[[Any, Any, Any], Any]
-"""``(data, context, resources) -> value or awaitable``: how the executor calls a step."""
 
-
-class AgentLike(Protocol):
-    """Any object with ``async run(data, ...)``.
-
-    Its ``run`` gets ``context`` and ``resources`` keywords when it declares them
-    (or ``**kwargs``).
-    """
-
-    @property
-    def run(self) -> Callable[..., Awaitable[Any]]:
-        """The coroutine function producing the step's output from its input."""
-        ...
-
-
-def _accepted_keywords(fn: Callable[..., Any], *, skip_first: bool) -> tuple[bool, bool, bool]:
-    """Return (takes ``context``, takes ``resources``, takes ``**kwargs``) for ``fn``."""
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):  # builtins without a signature take only the input
-        return False, False, False
-    if skip_first:
-        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        if not positional and not any(p.kind is p.VAR_POSITIONAL for p in params):
-            raise ConfigurationError(
-                f"{getattr(fn, '__qualname__', fn)!r} takes no positional parameter; a step "
-                "callable receives the step input as its first argument"
-            )
-        if positional:
-            params.remove(positional[0])
-    names = {p.name: p.kind for p in params}
-    keyword_kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    var_kw = any(p.kind is p.VAR_KEYWORD for p in params)
-    return names.get("context") in keyword_kinds, names.get("resources") in keyword_kinds, var_kw
-
-
-def _is_async_callable(fn: Callable[..., Any]) -> bool:
-    if inspect.iscoroutinefunction(fn):
-        return True
-    call = getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
-    return call is not None and inspect.iscoroutinefunction(call)
-
-
-def _make_invoker(fn: Callable[..., Any], with_context: bool, with_resources: bool) -> StepInvoker:
-    # Each shape gets its own closure so the hot path does no branching per call.
-    if with_context and with_resources:
-        return lambda data, context, resources: fn(data, context=context, resources=resources)
-    if with_context:
-        return lambda data, context, resources: fn(data, context=context)
-    if with_resources:
-        return lambda data, context, resources: fn(data, resources=resources)
-    return lambda data, context, resources: fn(data)
-
-
-class Step(Generic[InT, OutT]):
+class Step(Node, Generic[InT, OutT]):
     """One named unit of work: a sync or async callable, or an agent with ``async run``.
 
     Build one with :meth:`from_callable`, the :func:`step` decorator, or
-    ``Step(name, agent=obj)``; compose with ``>>``.
+    ``Step(name, agent=obj)``; compose with ``>>``. ``branch_on``, ``loop_until``,
+    ``parallel``, ``map_over`` and ``human_in_the_loop`` build the other kinds of step.
     """
 
     __slots__ = (
@@ -110,14 +73,12 @@ class Step(Generic[InT, OutT]):
         "fallback_step",
         "invoke",
         "is_async",
-        "name",
         "takes_context",
     )
 
     composite: ClassVar[bool] = False
     """Whether this is a control-flow step whose nested steps the executor runs."""
 
-    name: str
     config: StepConfig
     invoke: StepInvoker
     is_async: bool
@@ -139,9 +100,7 @@ class Step(Generic[InT, OutT]):
         config: StepConfig | None = None,
         **options: Unpack[StepOptions],
     ) -> None:
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigurationError(f"a step needs a non-empty name, got {name!r}")
-        self.name = name
+        super().__init__(name)
         self.config = _config(config, options)
         self.agent = agent
         self.fallback_step = None
@@ -158,9 +117,9 @@ class Step(Generic[InT, OutT]):
             raise ConfigurationError(
                 f"step {name!r}: agent {type(agent).__name__} has no callable `run(data, **kwargs)`"
             )
-        with_context, with_resources, var_kw = _accepted_keywords(run, skip_first=True)
-        self.invoke = _make_invoker(run, with_context or var_kw, with_resources or var_kw)
-        self.is_async = _is_async_callable(run)
+        with_context, with_resources, var_kw = accepted_keywords(run)
+        self.invoke = make_invoker(run, with_context or var_kw, with_resources or var_kw)
+        self.is_async = is_async_callable(run)
         self.takes_context = with_context or var_kw
 
     @overload
@@ -229,9 +188,9 @@ class Step(Generic[InT, OutT]):
             )
         step_name = name if name is not None else getattr(fn, "__name__", type(fn).__name__)
         made: Step[Any, Any] = cls(step_name, config=config, **options)
-        with_context, with_resources, _ = _accepted_keywords(fn, skip_first=True)
-        made.invoke = _make_invoker(fn, with_context, with_resources)
-        made.is_async = _is_async_callable(fn)
+        with_context, with_resources, _ = accepted_keywords(fn)
+        made.invoke = make_invoker(fn, with_context, with_resources)
+        made.is_async = is_async_callable(fn)
         made.takes_context = with_context
         made._wrapped = fn
         return made
@@ -290,72 +249,13 @@ class Step(Generic[InT, OutT]):
         """Return a copy of ``step`` whose results are cached (for ``ttl_s`` seconds)."""
         return step.with_config(cache="strict" if strict else True, cache_ttl_s=ttl_s)
 
-    @staticmethod
-    def branch_on(
-        condition: Callable[..., Any],
-        branches: Mapping[str, Step[Any, Any] | Pipeline[Any, Any]],
-        default: Step[Any, Any] | Pipeline[Any, Any] | None = None,
-        *,
-        name: str = "branch",
-        **options: Unpack[StepOptions],
-    ) -> Step[Any, Any]:
-        """Run the branch whose key ``condition(input, context)`` returns (else ``default``)."""
-        from flujo.domain.dsl.control_flow import BranchStep
-
-        return BranchStep(name, condition, branches, default, **options)
-
-    @staticmethod
-    def loop_until(
-        body: Step[Any, Any] | Pipeline[Any, Any],
-        exit_condition: Callable[..., Any],
-        *,
-        max_loops: int,
-        on_max_loops: Literal["fail", "return"] = "fail",
-        name: str = "loop",
-        **options: Unpack[StepOptions],
-    ) -> Step[Any, Any]:
-        """Run ``body`` on its own output until ``exit_condition(output, context)`` is true."""
-        from flujo.domain.dsl.control_flow import LoopStep
-
-        return LoopStep(name, body, exit_condition, max_loops, on_max_loops, **options)
-
-    @staticmethod
-    def parallel(
-        branches: Mapping[str, Step[Any, Any] | Pipeline[Any, Any]],
-        *,
-        merge: Callable[[dict[str, Any]], Any] | None = None,
-        on_branch_failure: Literal["fail", "collect"] = "fail",
-        reference_writers: Mapping[str, str] | None = None,
-        name: str = "parallel",
-        **options: Unpack[StepOptions],
-    ) -> Step[Any, Any]:
-        """Run branches concurrently on copies of the context and merge what they changed.
-
-        The output is ``{branch: output}``, or ``merge`` of it. References stay shared and
-        read-only in branches, except those ``reference_writers`` (field path -> branch)
-        give to one branch.
-        """
-        from flujo.domain.dsl.control_flow import ParallelStep
-
-        return ParallelStep(name, branches, merge, on_branch_failure, reference_writers, **options)
-
-    @staticmethod
-    def map_over(
-        body: Step[Any, Any] | Pipeline[Any, Any],
-        *,
-        items_from: str | Callable[..., Any] | None = None,
-        concurrency: int = 1,
-        name: str = "map",
-        **options: Unpack[StepOptions],
-    ) -> Step[Any, list[Any]]:
-        """Run ``body`` for each item, ``concurrency`` at a time; outputs keep the items' order.
-
-        The items are the input, the context field named by ``items_from``, or what
-        ``items_from(input, context)`` returns.
-        """
-        from flujo.domain.dsl.control_flow import MapStep
-
-        return MapStep(name, body, items_from, concurrency, **options)
+    if TYPE_CHECKING:
+        # Defined in control_flow.py beside the steps they build (it imports this module),
+        # and bound onto Step by flujo/domain/dsl/__init__.py, once, when it is imported.
+        branch_on = staticmethod(control_flow._branch_on)
+        loop_until = staticmethod(control_flow._loop_until)
+        parallel = staticmethod(control_flow._parallel)
+        map_over = staticmethod(control_flow._map_over)
 
     @staticmethod
     def human_in_the_loop(
@@ -372,8 +272,6 @@ class Step(Generic[InT, OutT]):
         return HumanStep(name, message, input_model)
 
     def __rshift__(self, other: Step[OutT, NextT] | Pipeline[OutT, NextT]) -> Pipeline[InT, NextT]:
-        from flujo.domain.dsl.pipeline import Pipeline
-
         return Pipeline.of(self) >> other
 
     def __repr__(self) -> str:
