@@ -22,9 +22,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURE = re.compile(
-    r"\bmin\b.*\bmedian\b|^\s*flujo \S+ @ "
-)  # figures, and the header naming the commit
+# Figure lines, and the header line naming the commit that was imported.
+FIGURE = re.compile(r"\bmin\b.*\bmedian\b|^\s*flujo \S+ @ ")
 
 
 def worktree(rev: str, into: Path) -> Path:
