@@ -30,8 +30,8 @@ __all__ = [
 T = TypeVar("T")
 ContextT = TypeVar("ContextT", bound="PipelineContext")
 
-RunStatus = Literal["running", "paused", "completed", "failed"]
-"""Where a run stands: still going, waiting for a human, done, or stopped by a failure."""
+RunStatus = Literal["running", "paused", "completed", "failed", "cancelled"]
+"""Where a run stands: going, waiting for a human, done, stopped by a failure, or cancelled."""
 
 
 class _Unset:
@@ -285,3 +285,7 @@ class RunInfo(BaseModel):
     pause_message: str | None = None
     step_history: list[StepResult] = Field(default_factory=list)
     """The stored step results (filled by ``get_run``; empty in ``list_runs``)."""
+    owner: str | None = None
+    """The process driving the run now (its lease holder), if any."""
+    lease_until: datetime | None = None
+    """When the owner's lease expires unless it renews it (UTC)."""

@@ -31,6 +31,7 @@ from flujo.domain.errors import StateConflictError
 from flujo.domain.interfaces import StepRecord, Write
 from flujo.infra.state.sqlite import SQLiteBackend
 from flujo.providers import SQLiteStateProvider
+from tests.integration.children import resume_when_free, short_lease
 
 STEPS = 30
 KEY = "log"
@@ -132,7 +133,7 @@ def runner(mode: str, folder: Path) -> tuple[Flujo[int, int, Journal], SQLiteBac
         state_providers={"journal": provider},
         pipeline_name=f"crash-refs-{mode}",
     )
-    return flujo, backend
+    return short_lease(flujo), backend
 
 
 async def main(mode: str, run_id: str, folder: Path, on_pending: str | None) -> int:
@@ -141,7 +142,7 @@ async def main(mode: str, run_id: str, folder: Path, on_pending: str | None) -> 
         if await backend.load_run(run_id) is None:
             result = await flujo.run_async(0, run_id=run_id)
         else:
-            result = await flujo.resume_async(run_id, on_pending=on_pending)  # type: ignore[arg-type]
+            result = await resume_when_free(flujo, run_id, on_pending=on_pending)
     except StateConflictError as exc:
         _say(f"StateConflictError {exc}")
         return CONFLICT

@@ -33,6 +33,7 @@ from flujo.domain.dsl.control_flow import CompositeStep
 from flujo.domain.dsl.step import Step
 from flujo.domain.errors import (
     ConfigurationError,
+    RunLeasedError,
     UsageLimitExceededError,
 )
 from flujo.domain.models import StepResult
@@ -41,11 +42,12 @@ from flujo.domain.state_access import ACCESS
 
 if TYPE_CHECKING:
     from flujo.application.core.executor_core import ExecutorCore
+    from flujo.domain.interfaces import Span
 
 __all__ = ["Attempts", "isolates", "run_attempts"]
 
-_FINAL = (ConfigurationError, UsageLimitExceededError)
-"""Failures a retry cannot mend."""
+_FINAL = (ConfigurationError, UsageLimitExceededError, RunLeasedError)
+"""Failures a retry cannot mend (a lost lease: the run is another process's now)."""
 
 
 @dataclass(slots=True)
@@ -109,16 +111,15 @@ async def run_attempts(
             else:
                 output = await _attempt(executor, step, data, run_on, resources, done)
         except Exception as exc:
-            if scope is not None:
-                scope.rollback(f"step {step.name!r}, which read it, failed")
-            if span is not None:
-                span.record_exception(exc)
-                span.end()
+            _dropped(scope, span, exc, f"step {step.name!r}, which read it, failed")
             if done.attempts > config.max_retries or isinstance(exc, _FINAL):
                 done.error = exc
                 return done
             await executor.backoff(config, done.attempts)
             continue
+        except BaseException as exc:  # cancelled: what it changed in place is not the run's
+            _dropped(scope, span, exc, f"step {step.name!r}, which read it, was cancelled")
+            raise
         finally:
             if token is not None:
                 ACCESS.reset(token)
@@ -132,6 +133,15 @@ async def run_attempts(
         if key is not None:
             await executor.cache_store(step, key, output)
         return done
+
+
+def _dropped(scope: Scope | None, span: Span | None, exc: BaseException, reason: str) -> None:
+    """Roll a failed attempt's scope back and close its span with the error."""
+    if scope is not None:
+        scope.rollback(reason)
+    if span is not None:
+        span.record_exception(exc)
+        span.end()
 
 
 async def _before_attempts(
