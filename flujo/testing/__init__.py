@@ -9,18 +9,22 @@ Subclass a contract in your test module and supply one fixture::
         def backend(self, tmp_path):
             return MyBackend(tmp_path / "runs")
 
-A versioned provider subclasses ``VersionedStateProviderContract`` instead of
+``StateBackendContract`` includes ``RunLeaseContract`` (leases and run ids); a
+``backend_factory`` fixture makes its racers two real processes (see
+``flujo.testing.lease_contract``). A versioned provider subclasses ``VersionedStateProviderContract`` instead of
 ``StateProviderContract`` and supplies a ``provider_factory`` fixture too (see
 ``flujo.testing.versioned_provider_contract``).
 
 Requires pytest and pytest-asyncio (flujo's ``dev`` extra has both).
 """
 
+from flujo.testing.lease_contract import RunLeaseContract
 from flujo.testing.provider_contract import StateProviderContract
 from flujo.testing.state_backend_contract import StateBackendContract, make_run, make_step
 from flujo.testing.versioned_provider_contract import VersionedStateProviderContract
 
 __all__ = [
+    "RunLeaseContract",
     "StateBackendContract",
     "StateProviderContract",
     "VersionedStateProviderContract",

@@ -20,6 +20,7 @@ exits with ``CONFLICT``.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -39,6 +40,8 @@ NAMESPACE = "journal"
 CONFLICT = 3
 """Exit code of a resume that raised ``StateConflictError``."""
 
+STEP_S = float(os.environ.get("CRASH_STEP_S", "0.003"))
+"""How long each step works before it sets the reference (the race test slows it down)."""
 BEFORE_S = 0.002
 WINDOW_S = 0.012
 """How long the provider waits after its write commits: the parent's kill lands in here."""
@@ -103,7 +106,7 @@ class Journal(PipelineContext):
 def make_step(index: int) -> Step[int, int]:
     async def append(data: int, *, context: Journal) -> int:
         entries = context.log.get() or []
-        await asyncio.sleep(0.003)
+        await asyncio.sleep(STEP_S)
         _say(f"STEP {index}")
         context.log.set([*entries, index])
         return data + 1
