@@ -11,8 +11,9 @@ Subclass a contract in your test module and supply one fixture::
 
 ``StateBackendContract`` includes ``RunLeaseContract`` (leases and run ids); a
 ``backend_factory`` fixture makes its racers two real processes (see
-``flujo.testing.lease_contract``). A versioned provider subclasses ``VersionedStateProviderContract`` instead of
-``StateProviderContract`` and supplies a ``provider_factory`` fixture too (see
+``flujo.testing.lease_contract``). A versioned provider subclasses
+``VersionedStateProviderContract`` instead of ``StateProviderContract`` and
+supplies a ``provider_factory`` fixture too (see
 ``flujo.testing.versioned_provider_contract``).
 
 Requires pytest and pytest-asyncio (flujo's ``dev`` extra has both).
