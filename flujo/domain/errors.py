@@ -218,5 +218,5 @@ class RunExistsError(StateError):
         return cls(
             f"run {run_id!r} is already stored (status {status!r}): resume it with "
             "resume_async, start the new run with another run id, or pass replace=True "
-            "to delete the stored run and start over"
+            "(flujo run --replace) to delete the stored run and start over"
         )
