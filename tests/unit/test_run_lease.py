@@ -13,11 +13,12 @@ from dependency_injector import providers
 
 from flujo import ConfigurationError, Pipeline, Step
 from flujo.containers import FlujoContainer
-from flujo.domain.errors import ResumeError, RunLeasedError, StateError
+from flujo.domain.errors import ResumeError, RunLeasedError, StateBackendError, StateError
 from flujo.domain.events import HookEvent, RunFinished
 from flujo.infra.state.memory import InMemoryBackend
 from flujo.providers import InMemoryStateProvider
 from tests.lifecycle_doubles import (
+    HEARTBEAT_S,
     LEASE_S,
     Journal,
     Mortal,
@@ -252,3 +253,62 @@ async def test_owner_ids_are_unique_per_run_and_come_from_the_container() -> Non
     await runner.run_async(0, run_id="run0")
     await runner.run_async(1, run_id="run1")
     assert owners == ["first", "second"]
+
+
+class FlakyRenewals(InMemoryBackend):
+    """Its first ``failures`` lease renewals fail, as a store that went away for a moment."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.renewals = 0
+
+    async def renew_lease(self, run_id: str, *, owner: str, lease_until: float) -> None:
+        self.renewals += 1
+        if self.renewals <= self.failures:
+            raise StateBackendError("renewing failed: connection reset")
+        await super().renew_lease(run_id, owner=owner, lease_until=lease_until)
+
+
+async def test_a_failed_renewal_is_reported_and_tried_again_at_the_next_beat(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend = FlakyRenewals(failures=2)
+
+    async def through_three_beats(data: int) -> int:
+        while backend.renewals < 3:  # two failed renewals, then one that lands
+            await asyncio.sleep(HEARTBEAT_S / 5)
+        return data
+
+    runner = journal_runner(
+        [Step.from_callable(through_three_beats, name="beats")],
+        InMemoryStateProvider[Any](),
+        state_backend=backend,
+    )
+    with caplog.at_level("WARNING"):
+        result = await runner.run_async(0, run_id="flaky")
+    assert result.status == "completed"
+    assert backend.renewals >= 3
+    warned = [
+        r.getMessage() for r in caplog.records if "renewing its lease failed" in r.getMessage()
+    ]
+    assert len(warned) == 2 and "connection reset" in warned[0]
+
+
+async def test_a_lease_that_cannot_be_confirmed_before_it_expires_stops_the_commit() -> None:
+    backend = FlakyRenewals(failures=1_000)
+
+    async def longer_than_the_lease(data: int) -> int:
+        await asyncio.sleep(LEASE_S)
+        return data
+
+    runner = journal_runner(
+        [Step.from_callable(longer_than_the_lease, name="long"), appender(1)],
+        InMemoryStateProvider[Any](),
+        state_backend=backend,
+    )
+    with pytest.raises(StateBackendError, match="connection reset"):
+        await runner.run_async(0, run_id="unconfirmed")
+    assert list(await backend.load_steps("unconfirmed")) == []  # not committed unconfirmed
+    stored = await backend.load_run("unconfirmed")
+    assert (stored.status, stored.owner) == ("failed", None)

@@ -53,6 +53,8 @@ class Lease:
         self.lost: RunLeasedError | None = None
         """Why the lease is no longer this process's, once a renewal found out."""
         self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._stopped = True
 
     @classmethod
     async def claim(
@@ -71,9 +73,11 @@ class Lease:
         return lease, header
 
     def start(self) -> None:
-        """Start the heartbeat task (on the running event loop)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._beat(), name=f"flujo lease of {self.run_id}")
+        """Start renewing, every ``heartbeat_s``, on the running event loop."""
+        # A timer, not a task per run: a run shorter than a heartbeat pays ~1 µs for it.
+        self._stopped = False
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.terms.heartbeat_s, self._beat, loop)
 
     def fresh(self) -> bool:
         """Whether a commit may go ahead without asking: held, with a heartbeat to spare."""
@@ -109,21 +113,29 @@ class Lease:
             lease_until=until,
         )
 
-    async def _beat(self) -> None:
-        while True:
-            await asyncio.sleep(self.terms.heartbeat_s)
-            try:
-                await self._renew()
-            except RunLeasedError:
-                return  # the run sees `lost` before its next commit
-            except StateError as exc:
-                # Tried again at the next beat; a commit with no heartbeat to spare asks first.
-                self._telemetry.warning(
-                    f"run {self.run_id}: renewing its lease failed ({type(exc).__name__}: {exc})"
-                )
+    def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        self._task = loop.create_task(self._renewal(loop), name=f"flujo lease of {self.run_id}")
+
+    async def _renewal(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            await self._renew()
+        except RunLeasedError:
+            return  # the run sees `lost` before its next commit
+        except StateError as exc:
+            # Tried again at the next beat; a commit with no heartbeat to spare asks first.
+            self._telemetry.warning(
+                f"run {self.run_id}: renewing its lease failed ({type(exc).__name__}: {exc})"
+            )
+        if not self._stopped:
+            self._timer = loop.call_later(self.terms.heartbeat_s, self._beat, loop)
 
     async def stop(self) -> None:
         """Stop renewing (the lease stays written until ``release`` or the final header)."""
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
