@@ -50,8 +50,19 @@ class MeasuringBackend:
         self.inner = inner
         self.checkpoint_bytes: list[int] = []
 
-    async def save_run(self, run: RunRecord) -> None:
-        await self.inner.save_run(run)
+    async def create_run(self, run: RunRecord, *, replace: bool = False) -> None:
+        await self.inner.create_run(run, replace=replace)
+
+    async def claim_run(
+        self, run_id: str, *, owner: str, lease_until: float, now: float
+    ) -> RunRecord:
+        return await self.inner.claim_run(run_id, owner=owner, lease_until=lease_until, now=now)
+
+    async def renew_lease(self, run_id: str, *, owner: str, lease_until: float) -> None:
+        await self.inner.renew_lease(run_id, owner=owner, lease_until=lease_until)
+
+    async def save_run(self, run: RunRecord, *, owner: str | None = None) -> None:
+        await self.inner.save_run(run, owner=owner)
 
     async def checkpoint(self, step: StepRecord) -> None:
         # Every value the checkpoint writes: the one step row (integers and floats as 8 B).

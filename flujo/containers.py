@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import operator
 import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,11 @@ def new_executor(*, settings: FlujoSettings, **parts: Any) -> ExecutorCore:
         watch_in_place=state.watch_in_place,
         **parts,
     )
+
+
+def new_owner_id() -> str:
+    """Return a fresh lease owner id: host, process id and 8 random hex digits."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
 def load_profile(path: str | Path) -> dict[str, Any]:
@@ -221,6 +227,7 @@ class FlujoContainer(containers.DeclarativeContainer):
         ),
     )
     run_id = providers.Callable(new_run_id)
+    owner_id = providers.Callable(new_owner_id)
     clock = providers.Callable(time.time)
 
     executor = providers.Factory(

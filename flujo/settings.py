@@ -74,6 +74,24 @@ class StateSettings(_Strict):
         default=True,
         description="Catch changes made in place without set() (a content hash per read value).",
     )
+    lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a run's lease lasts unless renewed; then another process may "
+        "take the run over.",
+    )
+    heartbeat_s: float = Field(
+        default=10.0, gt=0, description="How often a running run renews its lease."
+    )
+
+    @model_validator(mode="after")
+    def _check_lease(self) -> StateSettings:
+        if self.heartbeat_s >= self.lease_s:
+            raise ValueError(
+                f"state.heartbeat_s ({self.heartbeat_s}) must be shorter than state.lease_s "
+                f"({self.lease_s}): a run renews its lease before it expires"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_uri(self) -> StateSettings:

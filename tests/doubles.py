@@ -158,10 +158,15 @@ class RecordingStateBackend(InMemoryBackend):
         self.events: list[Event] = events if events is not None else []
         self.records: list[RunRecord | StepRecord] = []
 
-    async def save_run(self, run: RunRecord) -> None:
+    async def create_run(self, run: RunRecord, *, replace: bool = False) -> None:
         self.events.append(("save_run", run.status, run.step_index))
         self.records.append(run)
-        await super().save_run(run)
+        await super().create_run(run, replace=replace)
+
+    async def save_run(self, run: RunRecord, *, owner: str | None = None) -> None:
+        self.events.append(("save_run", run.status, run.step_index))
+        self.records.append(run)
+        await super().save_run(run, owner=owner)
 
     async def checkpoint(self, step: StepRecord) -> None:
         status = "pending" if step.pending else "running" if step.success else "failed"

@@ -18,13 +18,15 @@ from flujo.application.core.factories import (
     PartsLayer,
     merge_registries,
 )
-from flujo.application.core.pending import OnPending, settle_pending
+from flujo.application.core.lease import LeaseTerms
+from flujo.application.core.pending import OnPending
 from flujo.application.core.pipeline_run import RunParts, RunPlan, RunStart, execute_run
-from flujo.application.core.resume import MISSING, restore, run_info, run_infos
+from flujo.application.core.resume import MISSING, claim_and_restore
+from flujo.application.run_management import PRUNED_BY_DEFAULT, get_run, list_runs, prune
 from flujo.application.sync_door import run_sync
 from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.dsl.step import Step
-from flujo.domain.errors import ConfigurationError, RunNotFoundError
+from flujo.domain.errors import ConfigurationError
 from flujo.domain.events import Hook
 from flujo.domain.interfaces import ExecutionBackend, StateBackend, StateProvider
 from flujo.domain.models import (
@@ -35,7 +37,6 @@ from flujo.domain.models import (
     RunStatus,
 )
 from flujo.domain.policies import UsageLimits
-from flujo.domain.run_queries import check_age, check_limit, check_status, check_statuses
 from flujo.domain.validation import summarize
 
 if TYPE_CHECKING:
@@ -239,6 +240,7 @@ class Flujo(Generic[InT, OutT, ContextT]):
         else:
             backend = container.execution_backend(executor=executor)
         self._opened[id(executor.cache_backend)] = executor.cache_backend
+        state = container.settings().state
         return RunParts(
             executor=executor,
             backend=backend,
@@ -246,6 +248,8 @@ class Flujo(Generic[InT, OutT, ContextT]):
             serializer=container.serializer(),
             telemetry=executor.telemetry,
             clock=container.clock,
+            owner=container.owner_id(),
+            lease=LeaseTerms(lease_s=state.lease_s, heartbeat_s=state.heartbeat_s),
         )
 
     def _state_backend(self) -> StateBackend:
@@ -270,8 +274,13 @@ class Flujo(Generic[InT, OutT, ContextT]):
         *,
         run_id: str | None = None,
         initial_context_data: Mapping[str, Any] | None = None,
+        replace: bool = False,
     ) -> PipelineResult[ContextT]:
-        """Run the pipeline on ``data`` and return its result (failed steps do not raise)."""
+        """Run the pipeline on ``data`` and return its result (failed steps do not raise).
+
+        ``run_id`` of a stored run raises ``RunExistsError``, unless ``replace``: then
+        the stored run's records are deleted as the new run's header is written.
+        """
         run_id = run_id or self.container.run_id()
         context_data: dict[str, Any] = {"run_id": run_id}
         if self._initial or initial_context_data:
@@ -280,7 +289,7 @@ class Flujo(Generic[InT, OutT, ContextT]):
                 {**self._initial, **(initial_context_data or {}), "run_id": run_id}
             )
         start = RunStart(run_id=run_id, context=self._validate_context(context_data), data=data)
-        return await execute_run(self._plan, self._parts(), start)
+        return await execute_run(self._plan, self._parts(), start, replace=replace)
 
     async def resume_async(
         self,
@@ -289,14 +298,16 @@ class Flujo(Generic[InT, OutT, ContextT]):
         human_input: Any = MISSING,
         on_pending: OnPending | None = None,
     ) -> PipelineResult[ContextT]:
-        """Continue a stored run (crashed, failed or paused) after its last completed step.
+        """Continue a stored run (crashed, failed, cancelled or paused) after its last step.
 
-        A paused run needs ``human_input``, checked against its step's
+        It first takes the run's lease: ``RunLeasedError`` while another process
+        drives it. A paused run needs ``human_input``, checked against its step's
         ``input_model`` (``HumanInputError`` leaves the run paused). References are
-        hydrated again from their providers. A step stopped while saving its
-        references is settled first; when flujo cannot tell whether its saves
-        landed it raises ``StateConflictError`` unless ``on_pending`` says to
-        ``"rerun"`` the step or ``"accept"`` it as recorded.
+        hydrated again from their providers, and saves the run still owed are made
+        before any step. A step stopped while saving its references is settled
+        first; when flujo cannot tell whether its saves landed it raises
+        ``StateConflictError`` unless ``on_pending`` says to ``"rerun"`` the step or
+        ``"accept"`` it as recorded.
         """
         if on_pending not in (None, "rerun", "accept"):
             raise ConfigurationError(
@@ -304,57 +315,41 @@ class Flujo(Generic[InT, OutT, ContextT]):
             )
         run_id = run.run_id if isinstance(run, PipelineResult) else run
         state_backend = self._durable_backend("resume_async")
-        record = await state_backend.load_run(run_id)
-        if record is None:
-            raise RunNotFoundError(f"no run {run_id!r} in this runner's state backend")
         parts = self._parts()
-        record, steps, settled = await settle_pending(
-            record,
-            await state_backend.load_steps(run_id),
-            providers=self.state_providers,
+        lease, start = await claim_and_restore(
+            run_id,
             backend=state_backend,
-            serializer=parts.serializer,
-            on_pending=on_pending,
-        )
-        start = restore(
-            record,
-            steps,
+            parts=parts,
+            providers=self.state_providers,
             pipeline=self.pipeline,
             pipeline_name=self._plan.pipeline_name,
             context_model=self.context_model,
-            serializer=parts.serializer,
             human_input=human_input,
+            on_pending=on_pending,
         )
-        start.settled = settled
-        return await execute_run(self._plan, parts, start)
+        return await execute_run(self._plan, parts, start, lease=lease)
 
     async def list_runs(
         self, *, status: RunStatus | None = None, limit: int = 50
     ) -> list[RunInfo | DamagedRun]:
         """Return stored runs, most recently updated first; one that cannot be read as damaged."""
-        status, limit = check_status(status), check_limit(limit)
-        records = await self._durable_backend("list_runs").list_runs(status=status, limit=limit)
-        return run_infos(records, self.container.serializer())
+        backend = self._durable_backend("list_runs")
+        return await list_runs(backend, self.container.serializer(), status=status, limit=limit)
 
     async def get_run(self, run_id: str) -> RunInfo:
         """Return one stored run with its step results (``RunNotFoundError`` if unknown)."""
-        state_backend = self._durable_backend("get_run")
-        record = await state_backend.load_run(run_id)
-        if record is None:
-            raise RunNotFoundError(f"no run {run_id!r} in this runner's state backend")
-        steps = await state_backend.load_steps(run_id)
-        return run_info(record, self.container.serializer(), steps)
+        backend = self._durable_backend("get_run")
+        return await get_run(backend, self.container.serializer(), run_id)
 
     async def prune(
         self,
         *,
         older_than: timedelta | float,
-        statuses: Sequence[RunStatus] = ("completed", "failed"),
+        statuses: Sequence[RunStatus] = PRUNED_BY_DEFAULT,
     ) -> int:
         """Delete runs in ``statuses`` not updated for ``older_than`` (seconds or timedelta)."""
-        seconds, chosen = check_age(older_than), check_statuses(statuses)
-        cutoff = self.container.clock() - seconds
-        return await self._durable_backend("prune").prune(older_than=cutoff, statuses=chosen)
+        backend = self._durable_backend("prune")
+        return await prune(backend, self.container.clock, older_than=older_than, statuses=statuses)
 
     def run(
         self,
@@ -362,13 +357,13 @@ class Flujo(Generic[InT, OutT, ContextT]):
         *,
         run_id: str | None = None,
         initial_context_data: Mapping[str, Any] | None = None,
+        replace: bool = False,
     ) -> PipelineResult[ContextT]:
-        """Run synchronously; inside a running event loop the run gets its own thread."""
-        return run_sync(
-            self._closing(
-                self.run_async(data, run_id=run_id, initial_context_data=initial_context_data)
-            )
+        """Run synchronously (see ``run_async``); in a running event loop it gets a thread."""
+        work = self.run_async(
+            data, run_id=run_id, initial_context_data=initial_context_data, replace=replace
         )
+        return run_sync(self._closing(work))
 
     def resume(
         self,

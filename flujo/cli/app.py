@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Column, Table
 
 from flujo.application.core.resume import MISSING, run_info, run_infos
+from flujo.application.run_management import PRUNED_BY_DEFAULT
 from flujo.application.runner import Flujo
 from flujo.cli.loading import load_container, load_runner, parse_duration, parse_input
 from flujo.domain.errors import FlujoError, RunNotFoundError
@@ -107,13 +108,17 @@ def run_command(
     ] = None,
     profile: ProfileOption = None,
     run_id: Annotated[str | None, typer.Option(help="Id for the new run.")] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(help="If a run with --run-id is stored, delete it and start over."),
+    ] = False,
 ) -> None:
     """Run a pipeline, showing its steps as they go."""
 
     def work() -> None:
         runner = load_runner(target, profile)
         data = parse_input(input_text)
-        result = _with_progress(runner, lambda: runner.run(data, run_id=run_id))
+        result = _with_progress(runner, lambda: runner.run(data, run_id=run_id, replace=replace))
         _report(result, target)
 
     _guarded(work)
@@ -123,13 +128,22 @@ def _runs_table(runs: list[RunInfo | DamagedRun]) -> Table:
     table = Table("pipeline", "status", "steps", "updated (UTC)", "note")
     # Ids are what users copy into `runs show/resume`: never cut them.
     table.columns.insert(0, Column("run id", no_wrap=True, min_width=32))
-    colours = {"completed": "green", "failed": "red", "paused": "yellow", "running": "cyan"}
+    colours = {
+        "completed": "green",
+        "failed": "red",
+        "paused": "yellow",
+        "running": "cyan",
+        "cancelled": "magenta",
+    }
     for info in runs:
         if isinstance(info, DamagedRun):
             # What else the row holds cannot be trusted: the note says what is wrong.
             table.add_row(info.run_id, "?", "[bold red]damaged[/]", "?", "?", info.error)
             continue
         note = info.error or info.pause_message or ""
+        if info.owner is not None and info.lease_until is not None:
+            until = info.lease_until.strftime("%Y-%m-%d %H:%M:%S")
+            note = f"leased by {info.owner} until {until}"
         table.add_row(
             info.run_id,
             f"{info.pipeline_name}@{info.pipeline_version}",
@@ -224,7 +238,11 @@ def runs_resume(
     ] = None,
     profile: ProfileOption = None,
 ) -> None:
-    """Continue a crashed, failed or paused run after its last completed step."""
+    """Continue a crashed, failed, cancelled or paused run after its last completed step.
+
+    A run another process drives (it holds the run's lease) is refused with one
+    line naming the owner and when the lease expires.
+    """
 
     def work() -> None:
         runner = load_runner(target, profile)
@@ -244,12 +262,13 @@ def runs_prune(
         str, typer.Option("--older-than", help="Age, e.g. 30m, 12h, 7d (required).")
     ],
     include_paused: Annotated[
-        bool, typer.Option(help="Also delete paused runs (default: completed and failed only).")
+        bool,
+        typer.Option(help="Also delete paused runs (default: completed, failed, cancelled)."),
     ] = False,
     profile: ProfileOption = None,
 ) -> None:
-    """Delete completed and failed runs not updated for a while."""
-    statuses: tuple[RunStatus, ...] = ("completed", "failed")
+    """Delete completed, failed and cancelled runs not updated for a while."""
+    statuses: tuple[RunStatus, ...] = PRUNED_BY_DEFAULT
     if include_paused:
         statuses = (*statuses, "paused")
 

@@ -23,6 +23,8 @@ the phase in which it happens::
         ├── StateSaveError              a StateProvider failed to save a reference
         ├── StateConflictError          another writer got there first, or a pending step's
         │                               saves cannot be told apart on resume
+        ├── RunLeasedError              another process owns the run (its lease has not expired)
+        ├── RunExistsError              a new run was given the id of a stored run
         └── StateBackendError           a run-state backend failed or holds bad data
             ├── RunNotFoundError        no run with that id
             └── StateCorruptError       a stored value does not fit (type, range, status,
@@ -35,6 +37,7 @@ part that uses them, with the original exception chained as ``__cause__``.
 from __future__ import annotations
 
 import functools
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
@@ -49,6 +52,8 @@ __all__ = [
     "ReferenceNotHydratedError",
     "ReferenceNotWritableError",
     "ResumeError",
+    "RunExistsError",
+    "RunLeasedError",
     "RunNotFoundError",
     "StateBackendError",
     "StateConflictError",
@@ -176,3 +181,70 @@ class StateCorruptError(StateBackendError):
             type(self), run_id=self.run_id, column=self.column, found=self.found
         )
         return rebuild, self.args
+
+
+class RunLeasedError(StateError):
+    """Another process owns the run: it holds the run's lease, which has not expired.
+
+    Raised by ``resume_async`` (and ``run_async(..., replace=True)``) of a run that
+    is being driven elsewhere, and by a running run that finds its own lease taken
+    over: it stops before its next commit instead of writing over the new owner.
+    ``owner`` and ``lease_until`` (a Unix time) say who holds it and until when.
+    """
+
+    def __init__(
+        self, message: str, *, run_id: str, owner: str | None, lease_until: float | None
+    ) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.owner = owner
+        self.lease_until = lease_until
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only fields: the default pickling would call the class with the message only.
+        return (_leased, (str(self), self.run_id, self.owner, self.lease_until))
+
+    @classmethod
+    def held(
+        cls, run_id: str, owner: str | None, lease_until: float | None, now: float | None
+    ) -> RunLeasedError:
+        """Return the error for a run ``owner`` holds until ``lease_until``, seen at ``now``."""
+        if owner is None:
+            return cls(
+                f"run {run_id!r} has no owner: the process that held it has ended it",
+                run_id=run_id,
+                owner=None,
+                lease_until=None,
+            )
+        if lease_until is None:
+            until = "with no expiry"
+        else:
+            moment = datetime.fromtimestamp(lease_until, tz=UTC).isoformat(timespec="seconds")
+            left = "" if now is None else f" (in {max(lease_until - now, 0.0):.1f} s)"
+            until = f"until {moment}{left}"
+        return cls(
+            f"run {run_id!r} is leased by {owner!r} {until}: another process is driving it; "
+            "resume it once that process has ended it, or after the lease expires if it died",
+            run_id=run_id,
+            owner=owner,
+            lease_until=lease_until,
+        )
+
+
+def _leased(
+    message: str, run_id: str, owner: str | None, lease_until: float | None
+) -> RunLeasedError:
+    return RunLeasedError(message, run_id=run_id, owner=owner, lease_until=lease_until)
+
+
+class RunExistsError(StateError):
+    """A new run was given the id of a stored run; ``replace=True`` deletes the old one first."""
+
+    @classmethod
+    def stored(cls, run_id: str, status: str) -> RunExistsError:
+        """Return the error for starting a run with the id of the stored run ``run_id``."""
+        return cls(
+            f"run {run_id!r} is already stored (status {status!r}): resume it with "
+            "resume_async, start the new run with another run id, or pass replace=True "
+            "(flujo run --replace) to delete the stored run and start over"
+        )

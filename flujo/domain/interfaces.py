@@ -239,6 +239,15 @@ class RunRecord:
     pause_message: str | None = None
     """What a paused run waits for."""
     schema_version: int = SCHEMA_VERSION
+    owner: str | None = None
+    """The process that drives the run now; ``None`` once the run stopped or ended."""
+    lease_until: float | None = None
+    """Unix time the owner's lease expires unless renewed; then another process may take over."""
+    owed: bytes | None = None
+    """Saves the run still owes its providers, as JSON (written when its last save failed).
+
+    A list of ``{"provider_id", "key", "value", "expected_version", "writer"}``;
+    ``resume_async`` makes them before anything else. ``None``: nothing owed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,10 +282,53 @@ class StateBackend(Protocol):
     Failures raise ``StateBackendError``. A stored value that does not fit its
     field (type, range, status, schema version) raises ``StateCorruptError`` from
     ``load_run`` and ``load_steps``, and is listed as a ``DamagedRun`` by ``list_runs``.
+
+    One process at a time drives a run: it holds the run's *lease*, the header's
+    ``owner`` and ``lease_until``. ``create_run``, ``claim_run``, ``renew_lease`` and
+    ``save_run(..., owner=...)`` each read and change the header as one atomic
+    compare-and-swap, so two processes racing for one run never both win.
     """
 
-    async def save_run(self, run: RunRecord) -> None:
-        """Insert or replace a run header."""
+    async def create_run(self, run: RunRecord, *, replace: bool = False) -> None:
+        """Insert the header of a new run (its ``owner`` and ``lease_until`` set).
+
+        A run with that id already stored raises ``RunExistsError``, unless
+        ``replace``: then the old header and every step record of the old run are
+        deleted in the same transaction that inserts the new header. Replacing a
+        run whose lease is held by another owner past ``run.updated_at`` (the
+        caller's now) raises ``RunLeasedError`` and changes nothing.
+        """
+        ...
+
+    async def claim_run(
+        self, run_id: str, *, owner: str, lease_until: float, now: float
+    ) -> RunRecord:
+        """Take the lease of a stored run for ``owner`` until ``lease_until``; return the header.
+
+        It succeeds when the header has no owner or its lease expired
+        (``lease_until <= now``); the header returned is the one ``load_run``
+        would give, with the new owner and lease. ``RunNotFoundError`` if there
+        is no such run; ``RunLeasedError`` naming the holder and its expiry otherwise.
+        """
+        ...
+
+    async def renew_lease(self, run_id: str, *, owner: str, lease_until: float) -> None:
+        """Extend ``owner``'s lease to ``lease_until``.
+
+        Only while the header's owner is ``owner`` (expired or not: nobody took it
+        over); otherwise ``RunLeasedError`` naming the current owner, or
+        ``RunNotFoundError`` if the run is gone.
+        """
+        ...
+
+    async def save_run(self, run: RunRecord, *, owner: str | None = None) -> None:
+        """Insert or replace a run header.
+
+        With ``owner``, only if the stored header's owner is ``owner`` (else
+        ``RunLeasedError``, or ``RunNotFoundError`` if the run is gone): a
+        process writes the pause or end of a run it still owns. ``run.owner`` and
+        ``run.lease_until`` are written as given, so ``None`` releases the lease.
+        """
         ...
 
     async def checkpoint(self, step: StepRecord) -> None:

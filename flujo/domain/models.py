@@ -32,8 +32,8 @@ __all__ = [
 T = TypeVar("T")
 ContextT = TypeVar("ContextT", bound="PipelineContext")
 
-RunStatus = Literal["running", "paused", "completed", "failed"]
-"""Where a run stands: still going, waiting for a human, done, or stopped by a failure."""
+RunStatus = Literal["running", "paused", "completed", "failed", "cancelled"]
+"""Where a run stands: going, waiting for a human, done, stopped by a failure, or cancelled."""
 
 RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
 """Every ``RunStatus``, in order: what a stored status and a status argument may be."""
@@ -308,6 +308,10 @@ class RunInfo(BaseModel):
     pause_message: str | None = None
     step_history: list[StepResult] = Field(default_factory=list)
     """The stored step results (filled by ``get_run``; empty in ``list_runs``)."""
+    owner: str | None = None
+    """The process driving the run now (its lease holder), if any."""
+    lease_until: datetime | None = None
+    """When the owner's lease expires unless it renews it (UTC)."""
 
 
 class DamagedRun(BaseModel):

@@ -7,6 +7,8 @@ table the file holds to the new layout, adding only the columns that are missing
 
 Layout 1: ``flujo_runs``, ``flujo_steps`` and ``flujo_state (namespace, key, value)``.
 Layout 2: ``flujo_steps.pending``; ``flujo_state.version`` and ``flujo_state.writer``.
+Layout 3: ``flujo_runs.owner``, ``flujo_runs.lease_until`` (the run's lease) and
+``flujo_runs.owed`` (saves a run still owes its providers).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable, Mapping
 
 __all__ = ["LAYOUT_VERSION", "MIGRATIONS", "RUN_TABLES", "STATE_TABLE"]
 
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 """The layout this flujo writes; a file of an older layout is migrated in place."""
 
 RUN_TABLES = """
@@ -32,7 +34,10 @@ CREATE TABLE IF NOT EXISTS flujo_runs (
     updated_at REAL NOT NULL,
     error TEXT,
     pause_message TEXT,
-    schema_version INTEGER NOT NULL
+    schema_version INTEGER NOT NULL,
+    owner TEXT,
+    lease_until REAL,
+    owed BLOB
 );
 CREATE INDEX IF NOT EXISTS flujo_runs_by_update ON flujo_runs (updated_at);
 CREATE TABLE IF NOT EXISTS flujo_steps (
@@ -82,5 +87,18 @@ def _to_layout_2(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE flujo_state ADD COLUMN writer TEXT")
 
 
-MIGRATIONS: Mapping[int, Callable[[sqlite3.Connection], None]] = {1: _to_layout_2}
+def _to_layout_3(conn: sqlite3.Connection) -> None:
+    """Add the lease of a run header (nobody owns a run stored before) and its owed saves."""
+    runs = _columns(conn, "flujo_runs")
+    if runs is None:
+        return
+    for column, kind in (("owner", "TEXT"), ("lease_until", "REAL"), ("owed", "BLOB")):
+        if column not in runs:
+            conn.execute(f"ALTER TABLE flujo_runs ADD COLUMN {column} {kind}")
+
+
+MIGRATIONS: Mapping[int, Callable[[sqlite3.Connection], None]] = {
+    1: _to_layout_2,
+    2: _to_layout_3,
+}
 """``MIGRATIONS[n]`` takes a file from layout ``n`` to ``n + 1``, in the caller's transaction."""

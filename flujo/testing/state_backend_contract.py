@@ -2,7 +2,8 @@
 
 It covers round trips, append-only checkpoints and the progress of running runs
 (failed and pending step records do not count as completed), listing, deleting,
-pruning, large payloads, close-and-reuse and concurrent runs.
+pruning, large payloads, close-and-reuse and concurrent runs — and, through
+``RunLeaseContract``, leases and run ids.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 
 from flujo.domain.interfaces import RunRecord, StateBackend, StepRecord
 from flujo.domain.models import RunStatus
+from flujo.testing.lease_contract import RunLeaseContract
 
 __all__ = ["StateBackendContract", "make_run", "make_step"]
 
@@ -63,8 +65,12 @@ def make_step(
     )
 
 
-class StateBackendContract:
-    """Subclass with a ``backend`` fixture returning a fresh, empty ``StateBackend``."""
+class StateBackendContract(RunLeaseContract):
+    """Subclass with a ``backend`` fixture returning a fresh, empty ``StateBackend``.
+
+    It runs the lease and run-id checks of ``RunLeaseContract`` too; give a
+    ``backend_factory`` fixture to make its racers two processes (see there).
+    """
 
     @pytest.fixture
     def backend(self) -> Any:

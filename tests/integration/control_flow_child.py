@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flujo import Flujo, Step
+from tests.integration.children import resume_when_free, short_lease
 
 ITEMS = 30
 CONCURRENCY = 4
@@ -31,7 +32,7 @@ def make_runner(folder: Path) -> Flujo[Any, Any, Any]:
     pipeline = Step.from_callable(lambda n: list(range(n)), name="items") >> Step.map_over(
         Step.from_callable(work, name="work"), concurrency=CONCURRENCY, name="squares"
     )
-    return Flujo(pipeline, pipeline_name="control-flow-crash-test")
+    return short_lease(Flujo(pipeline, pipeline_name="control-flow-crash-test"))
 
 
 async def main(command: str, run_id: str, folder: Path) -> int:
@@ -39,7 +40,7 @@ async def main(command: str, run_id: str, folder: Path) -> int:
     if command == "run":
         result = await runner.run_async(ITEMS, run_id=run_id)
     else:
-        result = await runner.resume_async(run_id)
+        result = await resume_when_free(runner, run_id)
     await runner.aclose()
     print(json.dumps({"status": result.status, "output": result.output}))
     return 0 if result.status == "completed" else 1

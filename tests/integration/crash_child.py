@@ -8,6 +8,7 @@ from pathlib import Path
 
 from flujo import ContextReference, Flujo, Pipeline, PipelineContext, Step
 from flujo.providers import SQLiteStateProvider
+from tests.integration.children import resume_when_free, short_lease
 
 STEPS = 30
 
@@ -29,12 +30,13 @@ def make_step(index: int) -> Step[int, int]:
 def runner(folder: Path) -> Flujo[int, int, Journal]:
     provider = SQLiteStateProvider(folder / "journal.db")
     pipeline = Pipeline([make_step(i) for i in range(STEPS)])
-    return Flujo(
+    flujo = Flujo(
         pipeline,
         context_model=Journal,
         state_providers={"journal": provider},
         pipeline_name="crash-test",
     )
+    return short_lease(flujo)
 
 
 async def main(command: str, run_id: str, folder: Path) -> int:
@@ -42,7 +44,7 @@ async def main(command: str, run_id: str, folder: Path) -> int:
     if command == "run":
         result = await flujo.run_async(0, run_id=run_id)
     else:
-        result = await flujo.resume_async(run_id)
+        result = await resume_when_free(flujo, run_id)
     await flujo.aclose()
     print(result.status, result.output)
     return 0 if result.status == "completed" else 1

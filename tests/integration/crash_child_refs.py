@@ -20,6 +20,7 @@ exits with ``CONFLICT``.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ from flujo.domain.errors import StateConflictError
 from flujo.domain.interfaces import StepRecord, Write
 from flujo.infra.state.sqlite import SQLiteBackend
 from flujo.providers import SQLiteStateProvider
+from tests.integration.children import resume_when_free, short_lease
 
 STEPS = 30
 KEY = "log"
@@ -38,6 +40,8 @@ NAMESPACE = "journal"
 CONFLICT = 3
 """Exit code of a resume that raised ``StateConflictError``."""
 
+STEP_S = float(os.environ.get("CRASH_STEP_S", "0.003"))
+"""How long each step works before it sets the reference (the race test slows it down)."""
 BEFORE_S = 0.002
 WINDOW_S = 0.012
 """How long the provider waits after its write commits: the parent's kill lands in here."""
@@ -102,7 +106,7 @@ class Journal(PipelineContext):
 def make_step(index: int) -> Step[int, int]:
     async def append(data: int, *, context: Journal) -> int:
         entries = context.log.get() or []
-        await asyncio.sleep(0.003)
+        await asyncio.sleep(STEP_S)
         _say(f"STEP {index}")
         context.log.set([*entries, index])
         return data + 1
@@ -132,7 +136,7 @@ def runner(mode: str, folder: Path) -> tuple[Flujo[int, int, Journal], SQLiteBac
         state_providers={"journal": provider},
         pipeline_name=f"crash-refs-{mode}",
     )
-    return flujo, backend
+    return short_lease(flujo), backend
 
 
 async def main(mode: str, run_id: str, folder: Path, on_pending: str | None) -> int:
@@ -141,7 +145,7 @@ async def main(mode: str, run_id: str, folder: Path, on_pending: str | None) -> 
         if await backend.load_run(run_id) is None:
             result = await flujo.run_async(0, run_id=run_id)
         else:
-            result = await flujo.resume_async(run_id, on_pending=on_pending)  # type: ignore[arg-type]
+            result = await resume_when_free(flujo, run_id, on_pending=on_pending)
     except StateConflictError as exc:
         _say(f"StateConflictError {exc}")
         return CONFLICT

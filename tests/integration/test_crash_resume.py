@@ -101,14 +101,26 @@ CHILD_TIMEOUT_S = 30.0
 class _Child:
     """A child of ``crash_child_refs``, its output read line by line as it comes."""
 
-    def __init__(self, mode: str, run_id: str, folder: Path, on_pending: str | None) -> None:
+    def __init__(
+        self,
+        mode: str,
+        run_id: str,
+        folder: Path,
+        on_pending: str | None,
+        *,
+        script: Path = REFS_CHILD,
+        timeout_s: float = CHILD_TIMEOUT_S,
+    ) -> None:
         env = {**os.environ, "XDG_STATE_HOME": str(folder / "state"), "PYTHONPATH": str(ROOT)}
         args = [mode, run_id, str(folder)] + ([on_pending] if on_pending else [])
-        self.proc = spawn(REFS_CHILD, *args, env=env)
+        if script != REFS_CHILD:
+            args = [run_id, str(folder), mode]  # a racer: its mode is its GO file
+            env["CRASH_STEP_S"] = str(RACE_STEP_S)
+        self.proc = spawn(script, *args, env=env)
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.out: list[str] = []
         self.err: list[str] = []
-        self.deadline = time.monotonic() + CHILD_TIMEOUT_S
+        self.deadline = time.monotonic() + timeout_s
         self._pumps = [
             threading.Thread(target=self._pump, args=(self.proc.stdout, True), daemon=True),
             threading.Thread(target=self._pump, args=(self.proc.stderr, False), daemon=True),
@@ -316,3 +328,179 @@ def test_sigkill_many_times_plain_provider_conflicts_then_accept(tmp_path: Path)
     # Every kill in the window (and every one after a pending record) made resume conflict.
     assert stats["conflicts"] == stats["window"] + stats["pending_unlanded"]
     assert all("cannot tell: journal:log" in message for message in conflicts), conflicts
+
+
+# -- two resumers race for the run after each kill ------------------------------------------
+
+RACE_CHILD = Path(__file__).with_name("crash_child_race.py")
+RACE_STEP_S = 0.03
+"""A racer's steps are slower, so a driver lives until the next racer is ready."""
+
+
+def _lease_until(runs_db: Path, run_id: str) -> float:
+    with sqlite3.connect(f"file:{runs_db}?mode=ro", uri=True, timeout=5) as conn:
+        row = conn.execute("SELECT lease_until FROM flujo_runs WHERE run_id = ?", (run_id,))
+        (until,) = row.fetchone()
+    return float(until)
+
+
+class _Race:
+    """The resumers of one run: the one driving it, the one waiting, and spares made ready.
+
+    A spare starts, connects, prints ``READY`` and waits for its ``GO`` file; after
+    each kill one is let go to race the waiting resumer, so two resumers contend for
+    the run while the killed owner's lease still holds, and a new spare is started.
+    """
+
+    POOL = 4
+    """Spares started ahead: starting Python and flujo takes longer than a driver lives."""
+
+    def __init__(self, run_id: str, folder: Path) -> None:
+        self.run_id, self.folder = run_id, folder
+        self.racing: list[_Child] = []
+        self.spares: list[_Child] = []
+        self.ready: set[int] = set()
+        self.started: list[_Child] = []
+        self.go_files = 0
+
+    def spare(self) -> None:
+        go = self.folder / f"go-{len(self.started)}"
+        child = _Child(str(go), self.run_id, self.folder, None, script=RACE_CHILD, timeout_s=120)
+        child.go = go  # type: ignore[attr-defined]
+        self.spares.append(child)
+        self.started.append(child)
+
+    def release(self, count: int) -> None:
+        """Let ``count`` ready spares go; start new ones, so ``POOL`` are always on the way."""
+        for _ in range(count):
+            child = self.spares.pop(0)
+            child.go.touch()  # type: ignore[attr-defined]
+            self.racing.append(child)
+        while len(self.spares) < self.POOL:
+            self.spare()
+
+    def spares_ready(self) -> bool:
+        return id(self.spares[0]) in self.ready
+
+    def lines(self) -> list[tuple[_Child, str]]:
+        """What every resumer printed since the last call (waiting a little if none did)."""
+        got: list[tuple[_Child, str]] = []
+        for _ in range(50):
+            for child in [*self.racing, *self.spares]:
+                while True:
+                    try:
+                        line = child.lines.get_nowait()
+                    except queue.Empty:
+                        break
+                    if line == "READY":
+                        self.ready.add(id(child))
+                    elif line is not None:
+                        got.append((child, line))
+            if got:
+                return got
+            time.sleep(0.002)
+        return got
+
+    def kill(self, child: _Child) -> None:
+        child.kill()
+        child.finish()
+        assert child.proc.returncode == -signal.SIGKILL
+        self.racing.remove(child)
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while not all(id(child) in self.ready for child in self.spares):
+            assert time.monotonic() < deadline, "the spare resumers never got ready"
+            self.lines()
+
+    def close(self) -> None:
+        for child in self.started:
+            if child.proc.poll() is None:
+                child.proc.kill()
+                child.proc.wait(timeout=10)
+            child.finish()
+
+
+def test_sigkill_many_times_then_two_resumers_race_for_the_run(tmp_path: Path) -> None:
+    """After each kill two resumers race for the run: exactly one drives it, the other is
+    refused (``RunLeasedError``), and nobody drives before the killed owner's lease
+    expired. The provider ends with every step's change exactly once."""
+    run_id, runs_db = "refs-race", tmp_path / "runs.db"
+    plans: list[Plan] = _kill_plan(seed=5, kills=8)
+    race = _Race(run_id, tmp_path)
+    stats = {"kills": 0, "refused": 0, "refused_by_the_dead": 0, "drivers": 0, "lost": 0}
+    try:
+        for _ in range(2 + race.POOL):
+            race.spare()
+        race.wait_ready()
+        killed, _, _ = _child_run("versioned", run_id, tmp_path, plans.pop(0), None)
+        assert killed, "the first run must be killed mid-run"
+        stats["kills"] += 1
+        dead, expires = _owner(runs_db, run_id), _lease_until(runs_db, run_id)
+        race.release(2)  # the first two racers, let go together
+        driver: _Child | None = None
+        plan: Plan | None = None
+        counts = {"STEP": 0, "SAVED": 0}
+        refused_this_round, done = 0, False
+        started = time.monotonic()
+        while not done:
+            assert time.monotonic() - started < 150, f"no completion: {stats}"
+            for child, line in race.lines():
+                word = line.split(" ", 1)[0]
+                if word == "LEASED":
+                    stats["refused"] += 1
+                    refused_this_round += 1
+                    stats["refused_by_the_dead"] += line.split(" ")[1] == dead
+                elif word == "DRIVING":
+                    # Exactly one drives, and only once the killed owner's lease expired.
+                    assert driver is None, (line, driver.out[-3:] if driver else None)
+                    assert time.time() >= expires, f"driven {expires - time.time():.3f} s early"
+                    assert refused_this_round >= 1, "the two resumers did not contend"
+                    driver, counts = child, {"STEP": 0, "SAVED": 0}
+                    plan = plans.pop(0) if plans else None
+                    stats["drivers"] += 1
+                elif word in counts:
+                    assert child is driver, f"a resumer that does not drive ran a step: {line}"
+                    counts[word] += 1
+                    if plan is None or not race.spares_ready():
+                        continue  # the next racer must be ready before this one dies
+                    kind, nth, delay = plan
+                    if kind == "marker" and word == "SAVED" and counts[word] >= nth:
+                        race.kill(driver)
+                    elif kind == "random" and word == "STEP" and counts[word] >= nth:
+                        time.sleep(delay)
+                        race.kill(driver)
+                    else:
+                        continue
+                    stats["kills"] += 1
+                    dead, expires = _owner(runs_db, run_id), _lease_until(runs_db, run_id)
+                    entries = _provider_list(tmp_path / "journal.db")
+                    assert entries == list(range(len(entries))), entries  # nothing lost or twice
+                    driver, refused_this_round = None, 0
+                    race.release(1)  # a fresh racer against the one still waiting
+                    break  # the killed driver's remaining lines are not read
+                elif word == "LOST":
+                    stats["lost"] += 1  # stalled past its lease: it stopped before a commit
+                    assert child is driver, line
+                    driver = None
+                elif word == "DONE":
+                    assert child is driver and line == f"DONE completed {REFS_STEPS}", line
+                    done = True
+        waiting = [child for child in race.racing if child is not driver]
+        for child in race.racing:
+            assert child.finish() == 0, (child.out[-5:], child.err[-10:])
+        assert [child.out[-1] for child in waiting] == ["ALREADY"]
+    finally:
+        race.close()
+    assert _provider_list(tmp_path / "journal.db") == list(range(REFS_STEPS))
+    assert not _pending_steps(runs_db, run_id)
+    assert stats["kills"] == 8 and stats["drivers"] == stats["kills"], stats
+    assert stats["refused_by_the_dead"] >= 1, stats
+    print(f"race: {stats}")
+
+
+def _owner(runs_db: Path, run_id: str) -> str:
+    with sqlite3.connect(f"file:{runs_db}?mode=ro", uri=True, timeout=5) as conn:
+        row = conn.execute("SELECT owner FROM flujo_runs WHERE run_id = ?", (run_id,))
+        (owner,) = row.fetchone()
+    return str(owner)

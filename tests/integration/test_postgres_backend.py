@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from pydantic import Field
@@ -16,10 +17,18 @@ from tests.integration.postgres import postgres_dsn
 
 class TestPostgresBackend(StateBackendContract):
     @pytest.fixture
-    async def backend(self) -> AsyncIterator[PostgresBackend]:
-        backend = PostgresBackend(await postgres_dsn())  # each call starts from empty tables
+    async def dsn(self) -> str:
+        return await postgres_dsn()  # each call starts from empty tables
+
+    @pytest.fixture
+    async def backend(self, dsn: str) -> AsyncIterator[PostgresBackend]:
+        backend = PostgresBackend(dsn)
         yield backend
         await backend.close()
+
+    @pytest.fixture
+    def backend_factory(self, dsn: str) -> Callable[[], PostgresBackend]:
+        return functools.partial(PostgresBackend, dsn)
 
 
 # The step table as flujo made it before step records could be pending.

@@ -27,6 +27,10 @@ class TestSQLiteBackend(StateBackendContract):
         yield backend
         await backend.close()
 
+    @pytest.fixture
+    def backend_factory(self, tmp_path: Path) -> Callable[[], SQLiteBackend]:
+        return functools.partial(SQLiteBackend, tmp_path / "nested" / "runs.db")
+
 
 class TestInMemoryProvider(VersionedStateProviderContract):
     @pytest.fixture

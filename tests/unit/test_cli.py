@@ -7,6 +7,7 @@ import re
 import sqlite3
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from importlib.metadata import entry_points
@@ -464,6 +465,50 @@ def test_runs_resume_with_another_pipeline_is_one_error_line(project: Path) -> N
 def test_runs_resume_of_an_unknown_run_is_one_error_line(project: Path) -> None:
     result = invoke("runs", "resume", "feedface" * 4, "pipe.py:pipeline")
     assert_one_error_line(result, "error:", "RunNotFoundError", "feedface" * 4)
+
+
+def _lease(state_home: Path, run_id: str, owner: str, until: float) -> None:
+    """Mark a stored run as driven by ``owner`` (another process) until ``until``."""
+    with sqlite3.connect(state_home / "flujo" / "runs.db") as conn:
+        conn.execute(
+            "UPDATE flujo_runs SET status = 'running', owner = ?, lease_until = ? WHERE run_id = ?",
+            (owner, until, run_id),
+        )
+    conn.close()
+
+
+def test_runs_resume_of_a_run_another_process_drives_is_one_error_line(
+    project: Path, isolated_state_home: Path
+) -> None:
+    (project / "BROKEN").touch()
+    run_id = _run_id(invoke("run", "pipe.py:flaky", "--input", "5"))
+    (project / "BROKEN").unlink()
+    _lease(isolated_state_home, run_id, "worker-7:4242:c0ffee00", time.time() + 600)
+
+    result = invoke("runs", "resume", run_id, "pipe.py:flaky")
+
+    line = assert_one_error_line(result, "error:", "RunLeasedError", run_id)
+    assert "'worker-7:4242:c0ffee00'" in line and "until" in line
+    listed = invoke("runs", "list")
+    row = next(r for r in listed.stdout.splitlines() if run_id in r)
+    assert "leased by worker-7:4242:c0ffee00" in row
+    _lease(isolated_state_home, run_id, "worker-7:4242:c0ffee00", time.time() - 1)  # it died
+    taken_over = invoke("runs", "resume", run_id, "pipe.py:flaky")
+    assert taken_over.exit_code == 0, taken_over.stderr
+
+
+def test_run_with_a_stored_run_id_is_refused_unless_replaced(project: Path) -> None:
+    first = invoke("run", "pipe.py:pipeline", "--input", "1", "--run-id", "fixed-id")
+    assert first.exit_code == 0, first.stderr
+
+    again = invoke("run", "pipe.py:pipeline", "--input", "2", "--run-id", "fixed-id")
+    assert_one_error_line(again, "error:", "RunExistsError", "'fixed-id'", "replace")
+
+    replaced = invoke(
+        "run", "pipe.py:pipeline", "--input", "2", "--run-id", "fixed-id", "--replace"
+    )
+    assert replaced.exit_code == 0, replaced.stderr
+    assert _json_after_completed(replaced.stdout) == 8
 
 
 # --- flujo runs prune ------------------------------------------------------------------

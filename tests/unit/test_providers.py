@@ -13,6 +13,7 @@ import pytest
 from flujo import ContextReference, Flujo, PipelineContext, StateProvider, Step
 from flujo.domain.errors import StateConflictError
 from flujo.domain.interfaces import Versioned, VersionedStateProvider, Write
+from flujo.infra.sqlite_layout import LAYOUT_VERSION
 from flujo.providers import InMemoryStateProvider, SQLiteStateProvider
 
 NESTED = {
@@ -303,7 +304,7 @@ async def test_sqlite_file_of_layout_1_is_migrated_in_place(
     assert await provider.save_versioned([Write("graph", [], 1, "run/step")]) == [2]
     await provider.close()
     with sqlite3.connect(sqlite_path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (LAYOUT_VERSION,)
     conn.close()
     assert await open_provider().load_versioned("graph") == Versioned([], 2, "run/step")
 

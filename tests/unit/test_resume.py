@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from flujo.domain.interfaces import RunRecord, StepRecord
 from flujo.infra.state.memory import InMemoryBackend
 from flujo.infra.state.sqlite import SQLiteBackend
 from tests.helpers import DictStateProvider
+from tests.lifecycle_doubles import Mortal, ProcessDied, short_lease
 
 
 @pytest.fixture(autouse=True)
@@ -47,10 +50,6 @@ class Ctx(PipelineContext):
 
 class RefCtx(PipelineContext):
     notes: ContextReference[list[str]] = ContextReference(provider_id="notes", key="n")
-
-
-class Crash(BaseException):
-    """Stands in for the process dying mid-step: nothing in flujo catches it."""
 
 
 class Calls:
@@ -447,9 +446,11 @@ async def test_a_crashed_run_resumes_after_its_last_checkpoint(
     sqlite_backend: SQLiteBackend,
 ) -> None:
     calls = Calls()
+    dying = Mortal(sqlite_backend)
 
     def crash(x: Any) -> Any:
-        raise Crash
+        dying.kill()  # the process dies: nothing it would still write reaches the file
+        raise ProcessDied
 
     crashing = Flujo(
         calls.step("a", lambda x: x + 1)
@@ -457,14 +458,17 @@ async def test_a_crashed_run_resumes_after_its_last_checkpoint(
         >> calls.step("c", crash)
         >> calls.step("d", lambda x: x + 1),
         context_model=Ctx,
-        state_backend=sqlite_backend,
+        state_backend=dying,
         pipeline_name="crashy",
     )
-    with pytest.raises(Crash):
+    short_lease(crashing.container)
+    with pytest.raises(ProcessDied):
         await crashing.run_async(0, run_id="crashed-run")
     record = await sqlite_backend.load_run("crashed-run")
     assert record is not None
     assert (record.status, record.step_index) == ("running", 2)
+    assert record.owner is not None and record.lease_until is not None
+    await asyncio.sleep(max(record.lease_until - time.time(), 0.0))  # the dead owner's lease
 
     # A new process: a new backend on the same file, a runner with a working step c.
     await sqlite_backend.close()
@@ -479,6 +483,7 @@ async def test_a_crashed_run_resumes_after_its_last_checkpoint(
             state_backend=reopened,
             pipeline_name="crashy",
         )
+        short_lease(recovered.container)
         listed = await recovered.list_runs(status="running")
         assert [r.run_id for r in listed] == ["crashed-run"]
         resumed = await recovered.resume_async("crashed-run")

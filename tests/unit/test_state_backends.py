@@ -14,6 +14,7 @@ import pytest
 
 from flujo.domain.errors import StateBackendError
 from flujo.domain.interfaces import RunRecord, StepRecord
+from flujo.infra.sqlite_layout import LAYOUT_VERSION
 from flujo.infra.state.sqlite import SQLiteBackend
 
 
@@ -163,7 +164,7 @@ async def test_sqlite_file_of_layout_1_is_migrated_in_place(tmp_path: Path) -> N
         await backend.close()
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (LAYOUT_VERSION,)
     finally:
         conn.close()
     reopened = SQLiteBackend(path)  # a migrated file opens as any file of layout 2

@@ -115,7 +115,7 @@ def test_the_error_is_a_state_error_carrying_run_column_and_value() -> None:
     assert (error.run_id, error.column, error.found) == ("r1", "status", "'bogus' (str)")
     assert str(error) == (
         "stored state of run 'r1' cannot be read: column 'status' of its header holds "
-        "'bogus' (str); expected one of 'running', 'paused', 'completed', 'failed'"
+        "'bogus' (str); expected one of 'running', 'paused', 'completed', 'failed', 'cancelled'"
     )
     copy = pickle.loads(pickle.dumps(error))
     assert (str(copy), copy.run_id, copy.column, copy.found) == (

@@ -34,7 +34,12 @@ from flujo.application.core.session import StateSession
 from flujo.application.core.step_policies import apply_processors, run_validators
 from flujo.domain.dsl.control_flow import CompositeStep
 from flujo.domain.dsl.step import Step
-from flujo.domain.errors import ConfigurationError, StateError, UsageLimitExceededError
+from flujo.domain.errors import (
+    ConfigurationError,
+    RunLeasedError,
+    StateError,
+    UsageLimitExceededError,
+)
 from flujo.domain.interfaces import Span
 from flujo.domain.models import StepResult
 from flujo.domain.policies import StepOutput
@@ -47,8 +52,8 @@ __all__ = ["Attempts", "isolates", "run_step"]
 
 _new_result = StepResult.trusted
 
-_FINAL = (ConfigurationError, UsageLimitExceededError)
-"""Failures a retry cannot mend."""
+_FINAL = (ConfigurationError, UsageLimitExceededError, RunLeasedError)
+"""Failures a retry cannot mend (a lost lease: the run is another process's now)."""
 
 
 @dataclass(slots=True)
@@ -125,12 +130,15 @@ async def run_step(  # noqa: C901 - the attempt loop stays inline: one coroutine
             else:
                 output = await _attempt(executor, step, data, run_on, resources, done)
         except Exception as exc:
-            _dropped(lean, scope, span, step, exc)
+            _dropped(lean, scope, span, exc, f"step {step.name!r}, which read it, failed")
             if done.attempts > config.max_retries or isinstance(exc, _FINAL):
                 done.error = exc
                 break
             await executor.backoff(config, done.attempts)
             continue
+        except BaseException as exc:  # cancelled: what it changed in place is not the run's
+            _dropped(lean, scope, span, exc, f"step {step.name!r}, which read it, was cancelled")
+            raise
         finally:
             if token is not None:
                 ACCESS.reset(token)
@@ -178,14 +186,14 @@ def _dropped(
     lean: LeanAccess | None,
     scope: Scope | None,
     span: Span | None,
-    step: Step[Any, Any],
-    exc: Exception,
+    exc: BaseException,
+    reason: str,
 ) -> None:
     """End a failed attempt: its scope rolled back, its span told why."""
     if lean is not None:
         scope = lean.end()
     if scope is not None:
-        scope.rollback(f"step {step.name!r}, which read it, failed")
+        scope.rollback(reason)
     if span is not None:
         span.record_exception(exc)
         span.end()

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from flujo.application.core.run_state import UNSERIALIZABLE, RunStart
+from flujo.application.core.lease import Lease
+from flujo.application.core.owed import settle_owed
+from flujo.application.core.pending import OnPending, settle_pending
+from flujo.application.core.run_state import UNSERIALIZABLE, RunParts, RunStart
 from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.dsl.step import HumanStep
-from flujo.domain.errors import ResumeError, StateCorruptError
-from flujo.domain.interfaces import SCHEMA_VERSION, RunRecord, Serializer, StepRecord
+from flujo.domain.errors import ResumeError, RunNotFoundError, StateCorruptError
+from flujo.domain.interfaces import (
+    SCHEMA_VERSION,
+    RunRecord,
+    Serializer,
+    StateBackend,
+    StateProvider,
+    StepRecord,
+)
 from flujo.domain.models import DamagedRun, PipelineContext, RunInfo, StepResult
 
-__all__ = ["MISSING", "restore", "run_info", "run_infos"]
+__all__ = ["MISSING", "claim_and_restore", "restore", "run_info", "run_infos"]
 
 ContextT = TypeVar("ContextT", bound=PipelineContext)
 
@@ -70,6 +80,12 @@ def run_info(
         error=record.error,
         pause_message=record.pause_message,
         step_history=decode_steps(steps, serializer, record.run_id),
+        owner=record.owner,
+        lease_until=(
+            None
+            if record.lease_until is None
+            else datetime.fromtimestamp(record.lease_until, tz=UTC)
+        ),
     )
 
 
@@ -206,3 +222,60 @@ def restore(
     elif human_input is not MISSING:
         raise ResumeError(f"run {run_id!r} is {record.status}, not paused: it takes no human input")
     return start
+
+
+async def claim_and_restore(
+    run_id: str,
+    *,
+    backend: StateBackend,
+    parts: RunParts,
+    providers: Mapping[str, StateProvider[Any]],
+    pipeline: Pipeline[Any, Any],
+    pipeline_name: str,
+    context_model: type[ContextT],
+    human_input: Any,
+    on_pending: OnPending | None,
+) -> tuple[Lease, RunStart[ContextT]]:
+    """Take the stored run's lease, then settle what it left unsettled and restore it.
+
+    ``RunLeasedError`` when another process holds the run. Nothing else is
+    read or written before the lease is taken; if the run cannot resume
+    (``ResumeError``, ``StateConflictError``, ...) the lease is given back.
+    """
+    try:
+        lease, claimed = await Lease.claim(
+            backend, run_id, parts.owner, parts.lease, parts.clock, parts.telemetry
+        )
+    except RunNotFoundError:
+        raise RunNotFoundError(f"no run {run_id!r} in this runner's state backend") from None
+    try:
+        record, steps, settled = await settle_pending(
+            claimed,
+            await backend.load_steps(run_id),
+            providers=providers,
+            backend=backend,
+            serializer=parts.serializer,
+            on_pending=on_pending,
+        )
+        start = restore(
+            record,
+            steps,
+            pipeline=pipeline,
+            pipeline_name=pipeline_name,
+            context_model=context_model,
+            serializer=parts.serializer,
+            human_input=human_input,
+        )
+        start.settled = settled
+        start.owed = await settle_owed(
+            run_id,
+            record.owed,
+            providers=providers,
+            serializer=parts.serializer,
+            on_pending=on_pending,
+        )
+        start.owed_json = record.owed if start.owed else None
+    except BaseException:
+        await lease.release(claimed)
+        raise
+    return lease, start

@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 from flujo.application.core.commit import commit_step, save_staged
 from flujo.application.core.control_flow import Progress
 from flujo.application.core.executor_core import ExecutorCore
+from flujo.application.core.lease import Lease, LeaseTerms
 from flujo.application.core.record_encoding import (
     UNSERIALIZABLE,
     UnstorableOutputError,
@@ -50,6 +51,9 @@ __all__ = [
 
 ContextT = TypeVar("ContextT", bound=PipelineContext)
 
+Unrecorded = tuple[StepResult, Callable[[dict[str, Any], bool], StepRecord], dict[str, Any]]
+"""A step whose checkpoint has not landed: its result, its record maker, its payload."""
+
 
 @dataclass(frozen=True, slots=True)
 class RunPlan:
@@ -78,6 +82,9 @@ class RunParts:
     serializer: Serializer
     telemetry: Telemetry
     clock: Callable[[], float]
+    owner: str = ""
+    """This run's lease owner id: unique to one run or resume call."""
+    lease: LeaseTerms = field(default_factory=LeaseTerms)
 
     @property
     def session(self) -> StateSession:
@@ -107,6 +114,10 @@ class RunStart(Generic[ContextT]):
     """Progress a loop or map at ``index`` had stored before the run stopped."""
     settled: str | None = None
     """How the caller resolved the interrupted commit of the step at ``index``, if any."""
+    owed: list[dict[str, Any]] = field(default_factory=list)
+    """Saves the stored run still owed its providers, made before its next step."""
+    owed_json: bytes | None = None
+    """The same as stored, kept in the header until they are made."""
 
 
 def result_payload(result: StepResult) -> dict[str, Any]:
@@ -137,6 +148,13 @@ class RunState(Generic[ContextT]):
         self.run_id = start.run_id
         self.created_at = parts.clock() if start.created_at is None else start.created_at
         self.warned: set[str] = set()
+        self.lease: Lease | None = None
+        """The run's lease while a durable run runs."""
+        self.unrecorded: Unrecorded | None = None
+        """A step whose checkpoint failed: its result, how to make its record, its payload.
+
+        The end of the run writes the record again before it saves in-place changes;
+        if that fails too, those changes are not saved (the step runs again on resume)."""
         self.last_context: bytes | None = None
         """The context as the running loop or map last committed it."""
         # Serialized only for a durable run: without a state backend nothing reads them.
@@ -167,8 +185,13 @@ class RunState(Generic[ContextT]):
         completed: int,
         error: str | None = None,
         pause_message: str | None = None,
+        owed: bytes | None = None,
     ) -> RunRecord:
-        """Return the run header in ``status`` after ``completed`` steps."""
+        """Return the run header in ``status`` after ``completed`` steps.
+
+        A ``running`` header carries the run's lease; any other gives it back.
+        """
+        lease = self.lease if status == "running" else None
         return RunRecord(
             run_id=self.run_id,
             pipeline_name=self.plan.pipeline_name,
@@ -182,6 +205,9 @@ class RunState(Generic[ContextT]):
             error=error,
             pause_message=pause_message,
             schema_version=SCHEMA_VERSION,
+            owner=None if lease is None else lease.owner,
+            lease_until=None if lease is None else lease.until,
+            owed=owed,
         )
 
     def progress(self, index: int, step: Step[Any, Any]) -> Progress:
@@ -195,6 +221,8 @@ class RunState(Generic[ContextT]):
 
         async def record(partial: dict[str, Any], scope: Scope | None) -> None:
             nonlocal flushes
+            if self.lease is not None and not self.lease.fresh():
+                await self.lease.confirm()  # never commit over a run another process took
             if scope is not None:
                 scope.flush()
             staged = session.take_staged()
@@ -303,6 +331,9 @@ async def commit_result(
     """
     parts = run.parts
     executor, state_backend = parts.executor, parts.state_backend
+    lease = run.lease
+    if lease is not None and not lease.fresh():
+        await lease.confirm()  # raises RunLeasedError: never commit over a run another took
     session = executor.session
     staged = session.take_staged() if result.success else []
     writer = f"{run.run_id}/{index}"
@@ -325,9 +356,13 @@ async def commit_result(
         else:
             context = run.json(run.context, "the context")
         make = run.recorder(index, result, context)
+        if not staged:
+            # Kept until it lands: the end of the run tries it once more (see `unrecorded`).
+            run.unrecorded = (result, make, payload)
         await commit_step(
             state_backend, make, payload, staged, session, writer, step.config, executor.backoff
         )
+        run.unrecorded = None
     except StateError as exc:
         if not staged:
             raise  # the checkpoint itself failed: the run cannot go on

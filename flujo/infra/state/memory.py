@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from flujo.domain.errors import RunExistsError, RunLeasedError, RunNotFoundError
 from flujo.domain.interfaces import RunRecord, StepRecord
 from flujo.domain.models import DamagedRun, RunStatus
 from flujo.domain.run_queries import check_cutoff, check_limit, check_status, check_statuses
@@ -23,6 +24,8 @@ class InMemoryBackend:
 
     Records are checked as they are read back, like a database's rows: one saved
     with a value that does not fit (an unknown status, say) is a ``StateCorruptError``.
+    Each method reads and changes its dicts without awaiting in between, so the
+    compare-and-swap of a lease is atomic among the tasks of the event loop.
     """
 
     def __init__(self) -> None:
@@ -42,8 +45,51 @@ class InMemoryBackend:
             updated_at=max(times, key=_time_key),  # a damaged time wins, and is reported
         )
 
-    async def save_run(self, run: RunRecord) -> None:
-        """Insert or replace a run header."""
+    def _held(self, run_id: str, owner: str, now: float | None) -> RunRecord:
+        """Return the stored header if ``owner`` holds it; raise otherwise."""
+        stored = self._runs.get(run_id)
+        if stored is None:
+            raise RunNotFoundError(f"no run {run_id!r} in the in-memory state backend")
+        if stored.owner != owner:
+            raise RunLeasedError.held(run_id, stored.owner, stored.lease_until, now)
+        return stored
+
+    async def create_run(self, run: RunRecord, *, replace: bool = False) -> None:
+        """Insert a new run's header; ``replace`` deletes a stored run of that id first."""
+        stored = self._runs.get(run.run_id)
+        if stored is not None:
+            if not replace:
+                raise RunExistsError.stored(run.run_id, stored.status)
+            if stored.owner is not None and (stored.lease_until or 0.0) > run.updated_at:
+                raise RunLeasedError.held(
+                    run.run_id, stored.owner, stored.lease_until, run.updated_at
+                )
+            self._steps.pop(run.run_id, None)
+        self._runs[run.run_id] = run
+
+    async def claim_run(
+        self, run_id: str, *, owner: str, lease_until: float, now: float
+    ) -> RunRecord:
+        """Take the lease of a run that has no owner or whose lease expired."""
+        stored = self._runs.get(run_id)
+        if stored is None:
+            raise RunNotFoundError(f"no run {run_id!r} in the in-memory state backend")
+        run_record(_row(self._current(stored)), run_id)  # a damaged run is never claimed
+        if stored.owner is not None and (stored.lease_until or 0.0) > now:
+            raise RunLeasedError.held(run_id, stored.owner, stored.lease_until, now)
+        claimed = dataclasses.replace(stored, owner=owner, lease_until=lease_until)
+        self._runs[run_id] = claimed
+        return self._current(claimed)
+
+    async def renew_lease(self, run_id: str, *, owner: str, lease_until: float) -> None:
+        """Extend ``owner``'s lease while it still holds the run."""
+        stored = self._held(run_id, owner, None)
+        self._runs[run_id] = dataclasses.replace(stored, lease_until=lease_until)
+
+    async def save_run(self, run: RunRecord, *, owner: str | None = None) -> None:
+        """Insert or replace a run header (with ``owner``: only while it holds the lease)."""
+        if owner is not None:
+            self._held(run.run_id, owner, run.updated_at)
         self._runs[run.run_id] = run
 
     async def checkpoint(self, step: StepRecord) -> None:

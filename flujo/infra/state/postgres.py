@@ -7,7 +7,13 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flujo.domain.errors import ConfigurationError, StateBackendError
+from flujo.domain.errors import (
+    ConfigurationError,
+    RunExistsError,
+    RunLeasedError,
+    RunNotFoundError,
+    StateBackendError,
+)
 from flujo.domain.interfaces import RunRecord, StepRecord
 from flujo.domain.models import DamagedRun, RunStatus
 from flujo.domain.run_queries import check_cutoff, check_limit, check_status, check_statuses
@@ -49,19 +55,30 @@ CREATE TABLE IF NOT EXISTS flujo_steps (
 );
 -- Tables made before step records could be pending get the column in place.
 ALTER TABLE flujo_steps ADD COLUMN IF NOT EXISTS pending BOOLEAN NOT NULL DEFAULT FALSE;
+-- ... and those made before runs had leases and owed saves: nobody owns an older run.
+ALTER TABLE flujo_runs ADD COLUMN IF NOT EXISTS owner TEXT;
+ALTER TABLE flujo_runs ADD COLUMN IF NOT EXISTS lease_until DOUBLE PRECISION;
+ALTER TABLE flujo_runs ADD COLUMN IF NOT EXISTS owed BYTEA;
 """
 
 # Columns in RunRecord's field order, so a row is dataclasses.astuple(run).
 _RUN_COLUMNS = ", ".join(field.name for field in dataclasses.fields(RunRecord))
-_UPSERT_RUN = (
-    f"INSERT INTO flujo_runs ({_RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
-    " $11, $12) ON CONFLICT (run_id) DO UPDATE SET pipeline_name = EXCLUDED.pipeline_name,"
-    " pipeline_version = EXCLUDED.pipeline_version, status = EXCLUDED.status,"
-    " step_index = EXCLUDED.step_index, input = EXCLUDED.input, context = EXCLUDED.context,"
-    " created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,"
-    " error = EXCLUDED.error, pause_message = EXCLUDED.pause_message,"
-    " schema_version = EXCLUDED.schema_version"
+_RUN_FIELDS = [field.name for field in dataclasses.fields(RunRecord)]
+_INSERT_RUN = (
+    f"INSERT INTO flujo_runs ({_RUN_COLUMNS})"
+    f" VALUES ({', '.join(f'${n}' for n in range(1, len(_RUN_FIELDS) + 1))})"
 )
+_UPSERT_RUN = (
+    f"{_INSERT_RUN} ON CONFLICT (run_id) DO UPDATE SET"
+    f" {', '.join(f'{name} = EXCLUDED.{name}' for name in _RUN_FIELDS[1:])}"
+)
+# The whole header, written only while the owner (the last parameter) still holds the run.
+_UPDATE_OWNED_RUN = (
+    "UPDATE flujo_runs SET"
+    f" {', '.join(f'{name} = ${n}' for n, name in enumerate(_RUN_FIELDS[1:], start=2))}"
+    f" WHERE run_id = $1 AND owner = ${len(_RUN_FIELDS) + 1}"
+)
+_LEASE = "SELECT status, owner, lease_until FROM flujo_runs WHERE run_id = $1"
 _INSERT_STEP = (
     "INSERT INTO flujo_steps (run_id, idx, name, success, result, context, recorded_at, pending)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (run_id, idx) DO UPDATE SET"
@@ -80,7 +97,8 @@ _CURRENT_RUN = (
     " CASE WHEN r.status = 'running' THEN GREATEST(r.updated_at, COALESCE("
     "(SELECT MAX(s.recorded_at) FROM flujo_steps s WHERE s.run_id = r.run_id), 0))"
     " ELSE r.updated_at END AS updated_at,"
-    " r.error, r.pause_message, r.schema_version FROM flujo_runs r"
+    " r.error, r.pause_message, r.schema_version, r.owner, r.lease_until, r.owed"
+    " FROM flujo_runs r"
 )
 
 
@@ -153,10 +171,81 @@ class PostgresBackend:
                 raise StateBackendError(f"{what} failed: {exc}") from exc
             raise
 
-    async def save_run(self, run: RunRecord) -> None:
-        """Insert or replace a run header."""
+    async def create_run(self, run: RunRecord, *, replace: bool = False) -> None:
+        """Insert a new run's header; ``replace`` deletes a stored run of that id, atomically."""
         args = dataclasses.astuple(run)
-        await self._run(f"saving run {run.run_id!r}", lambda p: p.execute(_UPSERT_RUN, *args))
+
+        async def create(pool: asyncpg.Pool) -> None:
+            async with pool.acquire() as conn, conn.transaction():
+                stored = await conn.fetchrow(f"{_LEASE} FOR UPDATE", run.run_id)
+                if stored is not None:
+                    if not replace:
+                        raise RunExistsError.stored(run.run_id, stored["status"])
+                    owner, until = stored["owner"], stored["lease_until"]
+                    if owner is not None and (until or 0.0) > run.updated_at:
+                        raise RunLeasedError.held(run.run_id, owner, until, run.updated_at)
+                    # The old run's steps go with its header, by cascade.
+                    await conn.execute("DELETE FROM flujo_runs WHERE run_id = $1", run.run_id)
+                inserted = await conn.fetchval(
+                    f"{_INSERT_RUN} ON CONFLICT (run_id) DO NOTHING RETURNING 1", *args
+                )
+                if inserted is None:  # created meanwhile by another process
+                    raise RunExistsError.stored(run.run_id, "running")
+
+        await self._run(f"creating run {run.run_id!r}", create)
+
+    async def claim_run(
+        self, run_id: str, *, owner: str, lease_until: float, now: float
+    ) -> RunRecord:
+        """Take the lease of a run that has no owner or whose lease expired (one statement)."""
+        await self.load_run(run_id)  # a damaged run is never claimed (StateCorruptError)
+        claim = (
+            "UPDATE flujo_runs SET owner = $2, lease_until = $3 WHERE run_id = $1"
+            " AND (owner IS NULL OR COALESCE(lease_until, 0) <= $4) RETURNING 1"
+        )
+        claimed = await self._run(
+            f"claiming run {run_id!r}",
+            lambda p: p.fetchval(claim, run_id, owner, lease_until, now),
+        )
+        if claimed is None:
+            await self._not_held(run_id, now)
+        sql = f"{_CURRENT_RUN} WHERE r.run_id = $1"
+        row = await self._run(f"loading run {run_id!r}", lambda p: p.fetchrow(sql, run_id))
+        if row is None:
+            raise RunNotFoundError(f"no run {run_id!r} in PostgreSQL (deleted as it was claimed)")
+        return run_record(_fields(row), run_id)
+
+    async def renew_lease(self, run_id: str, *, owner: str, lease_until: float) -> None:
+        """Extend ``owner``'s lease while it still holds the run (one statement)."""
+        renew = (
+            "UPDATE flujo_runs SET lease_until = $3 WHERE run_id = $1 AND owner = $2 RETURNING 1"
+        )
+        renewed = await self._run(
+            f"renewing the lease of run {run_id!r}",
+            lambda p: p.fetchval(renew, run_id, owner, lease_until),
+        )
+        if renewed is None:
+            await self._not_held(run_id, None)
+
+    async def _not_held(self, run_id: str, now: float | None) -> None:
+        """Raise why a write guarded by an owner matched no row."""
+        stored = await self._run(f"loading run {run_id!r}", lambda p: p.fetchrow(_LEASE, run_id))
+        if stored is None:
+            raise RunNotFoundError(f"no run {run_id!r} in PostgreSQL")
+        raise RunLeasedError.held(run_id, stored["owner"], stored["lease_until"], now)
+
+    async def save_run(self, run: RunRecord, *, owner: str | None = None) -> None:
+        """Insert or replace a run header (with ``owner``: only while it holds the lease)."""
+        args = dataclasses.astuple(run)
+        if owner is None:
+            await self._run(f"saving run {run.run_id!r}", lambda p: p.execute(_UPSERT_RUN, *args))
+            return
+        written = await self._run(
+            f"saving run {run.run_id!r}",
+            lambda p: p.fetchval(f"{_UPDATE_OWNED_RUN} RETURNING 1", *args, owner),
+        )
+        if written is None:
+            await self._not_held(run.run_id, None)
 
     async def checkpoint(self, step: StepRecord) -> None:
         """Append the step record: one row."""

@@ -25,7 +25,9 @@ __all__ = [
     "count",
     "flag",
     "listed",
+    "optional_blob",
     "optional_text",
+    "optional_timestamp",
     "run_record",
     "schema_version",
     "shown",
@@ -104,6 +106,16 @@ def timestamp(value: object) -> float:
     return float(value)
 
 
+def optional_timestamp(value: object) -> float | None:
+    """Return a Unix time that may be empty (NULL)."""
+    return None if value is None else timestamp(value)
+
+
+def optional_blob(value: object) -> bytes | None:
+    """Return the value of a binary column that may be empty (NULL)."""
+    return None if value is None else blob(value)
+
+
 def status(value: object) -> RunStatus:
     """Return a run status flujo knows."""
     if isinstance(value, str) and value in RUN_STATUSES:
@@ -137,6 +149,9 @@ _RUN_COLUMNS: dict[str, Callable[[object], Any]] = {
     "error": optional_text,
     "pause_message": optional_text,
     "schema_version": schema_version,
+    "owner": optional_text,
+    "lease_until": optional_timestamp,
+    "owed": optional_blob,
 }
 """How each ``RunRecord`` field is checked; every field has an entry (a test checks it)."""
 

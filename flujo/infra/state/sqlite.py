@@ -13,7 +13,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flujo.domain.errors import StateBackendError
+from flujo.domain.errors import (
+    RunExistsError,
+    RunLeasedError,
+    RunNotFoundError,
+    StateBackendError,
+)
 from flujo.domain.interfaces import RunRecord, StepRecord, Write
 from flujo.domain.models import DamagedRun, RunStatus
 from flujo.domain.run_queries import check_cutoff, check_limit, check_status, check_statuses
@@ -39,12 +44,20 @@ _CURRENT_RUN = (
     " CASE WHEN r.status = 'running' THEN max(r.updated_at, COALESCE("
     "(SELECT MAX(s.recorded_at) FROM flujo_steps s WHERE s.run_id = r.run_id), 0))"
     " ELSE r.updated_at END AS current_update,"
-    " r.error, r.pause_message, r.schema_version FROM flujo_runs r"
+    " r.error, r.pause_message, r.schema_version, r.owner, r.lease_until, r.owed"
+    " FROM flujo_runs r"
 )
 _UPSERT_RUN = (
     f"INSERT OR REPLACE INTO flujo_runs ({_RUN_COLUMNS})"
     f" VALUES ({', '.join('?' * len(dataclasses.fields(RunRecord)))})"
 )
+# The whole header, written only while ``owner`` still holds the run (the last parameter).
+_UPDATE_OWNED_RUN = (
+    "UPDATE flujo_runs SET"
+    f" {', '.join(f'{field.name} = ?' for field in dataclasses.fields(RunRecord)[1:])}"
+    " WHERE run_id = ? AND owner = ?"
+)
+_LEASE = "SELECT status, owner, lease_until FROM flujo_runs WHERE run_id = ?"
 _INSERT_STEP = (
     "INSERT OR REPLACE INTO flujo_steps"
     " (run_id, idx, name, success, result, context, recorded_at, pending)"
@@ -149,10 +162,81 @@ class SQLiteBackend:
         except (sqlite3.Error, OSError) as exc:
             raise StateBackendError(f"{what} failed ({self.path}): {exc}") from exc
 
-    async def save_run(self, run: RunRecord) -> None:
-        """Insert or replace a run header."""
+    async def create_run(self, run: RunRecord, *, replace: bool = False) -> None:
+        """Insert a new run's header; ``replace`` deletes a stored run of that id, atomically."""
         row = dataclasses.astuple(run)
-        await self._run(f"saving run {run.run_id!r}", lambda c: c.execute(_UPSERT_RUN, row))
+
+        def create(conn: sqlite3.Connection) -> None:
+            stored = conn.execute(_LEASE, (run.run_id,)).fetchone()
+            if stored is not None:
+                status, owner, until = stored
+                if not replace:
+                    raise RunExistsError.stored(run.run_id, status)
+                if owner is not None and (until or 0.0) > run.updated_at:
+                    raise RunLeasedError.held(run.run_id, owner, until, run.updated_at)
+                conn.execute("DELETE FROM flujo_steps WHERE run_id = ?", (run.run_id,))
+            conn.execute(_UPSERT_RUN, row)
+
+        await self._run(f"creating run {run.run_id!r}", lambda c: in_transaction(c, create))
+
+    async def claim_run(
+        self, run_id: str, *, owner: str, lease_until: float, now: float
+    ) -> RunRecord:
+        """Take the lease of a run that has no owner or whose lease expired (one transaction)."""
+        sql = f"{_CURRENT_RUN} WHERE r.run_id = ?"
+
+        def claim(conn: sqlite3.Connection) -> Any:
+            rows = _fetch(conn.execute(sql, (run_id,)))
+            if not rows:
+                raise RunNotFoundError(f"no run {run_id!r} in the SQLite file {self.path}")
+            checked = run_record(rows[0], run_id)  # a damaged run is never claimed
+            holder, until = checked.owner, checked.lease_until
+            if holder is not None and (until or 0.0) > now:
+                raise RunLeasedError.held(run_id, holder, until, now)
+            conn.execute(
+                "UPDATE flujo_runs SET owner = ?, lease_until = ? WHERE run_id = ?",
+                (owner, lease_until, run_id),
+            )
+            return _fetch(conn.execute(sql, (run_id,)))[0]
+
+        row = await self._run(f"claiming run {run_id!r}", lambda c: in_transaction(c, claim))
+        return run_record(row, run_id)
+
+    async def renew_lease(self, run_id: str, *, owner: str, lease_until: float) -> None:
+        """Extend ``owner``'s lease while it still holds the run (one statement)."""
+        renewed = await self._run(
+            f"renewing the lease of run {run_id!r}",
+            lambda c: (
+                c.execute(
+                    "UPDATE flujo_runs SET lease_until = ? WHERE run_id = ? AND owner = ?",
+                    (lease_until, run_id, owner),
+                ).rowcount
+            ),
+        )
+        if not renewed:
+            await self._not_held(run_id)
+
+    async def _not_held(self, run_id: str) -> None:
+        """Raise why a write guarded by an owner matched no row."""
+        stored = await self._run(
+            f"loading run {run_id!r}", lambda c: c.execute(_LEASE, (run_id,)).fetchone()
+        )
+        if stored is None:
+            raise RunNotFoundError(f"no run {run_id!r} in the SQLite file {self.path}")
+        raise RunLeasedError.held(run_id, stored[1], stored[2], None)
+
+    async def save_run(self, run: RunRecord, *, owner: str | None = None) -> None:
+        """Insert or replace a run header (with ``owner``: only while it holds the lease)."""
+        row = dataclasses.astuple(run)
+        if owner is None:
+            await self._run(f"saving run {run.run_id!r}", lambda c: c.execute(_UPSERT_RUN, row))
+            return
+        params = (*row[1:], run.run_id, owner)
+        written = await self._run(
+            f"saving run {run.run_id!r}", lambda c: c.execute(_UPDATE_OWNED_RUN, params).rowcount
+        )
+        if not written:
+            await self._not_held(run.run_id)
 
     async def checkpoint(self, step: StepRecord) -> None:
         """Append the step record: one row, one transaction."""
