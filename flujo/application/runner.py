@@ -240,11 +240,15 @@ class Flujo(Generic[InT, OutT, ContextT]):
         else:
             backend = container.execution_backend(executor=executor)
         self._opened[id(executor.cache_backend)] = executor.cache_backend
+        if not self._persist_state:  # only a stored run has an owner and a lease
+            return RunParts(
+                executor, backend, None, container.serializer(), executor.telemetry, container.clock
+            )
         state = container.settings().state
         return RunParts(
             executor=executor,
             backend=backend,
-            state_backend=self._state_backend() if self._persist_state else None,
+            state_backend=self._state_backend(),
             serializer=container.serializer(),
             telemetry=executor.telemetry,
             clock=container.clock,
