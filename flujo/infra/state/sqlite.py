@@ -147,18 +147,24 @@ class SQLiteBackend:
         return await self._run(
             f"checkpoint of run {step.run_id!r} at step {step.index} with {len(rows)} value(s)",
             lambda c: in_transaction(c, commit),
+            quick=True,
         )
 
-    async def _run(self, what: str, fn: Callable[[sqlite3.Connection], R]) -> R:
+    async def _run(
+        self, what: str, fn: Callable[[sqlite3.Connection], R], *, quick: bool = False
+    ) -> R:
+        """Run ``fn`` on the connection; ``quick`` (one run's rows) may run it inline."""
         try:
-            return await self._worker.run(fn)
+            return await self._worker.run(fn, quick=quick)
         except (sqlite3.Error, OSError) as exc:
             raise StateBackendError(f"{what} failed ({self.path}): {exc}") from exc
 
     async def save_run(self, run: RunRecord) -> None:
         """Insert or replace a run header."""
         row = dataclasses.astuple(run)
-        await self._run(f"saving run {run.run_id!r}", lambda c: c.execute(_UPSERT_RUN, row))
+        await self._run(
+            f"saving run {run.run_id!r}", lambda c: c.execute(_UPSERT_RUN, row), quick=True
+        )
 
     async def checkpoint(self, step: StepRecord) -> None:
         """Append the step record: one row, one transaction."""
@@ -166,13 +172,14 @@ class SQLiteBackend:
         await self._run(
             f"checkpoint of run {step.run_id!r} at step {step.index}",
             lambda c: c.execute(_INSERT_STEP, row),
+            quick=True,
         )
 
     async def load_run(self, run_id: str) -> RunRecord | None:
         """Return the run header or ``None``."""
         sql = f"{_CURRENT_RUN} WHERE r.run_id = ?"
         row = await self._run(
-            f"loading run {run_id!r}", lambda c: c.execute(sql, (run_id,)).fetchone()
+            f"loading run {run_id!r}", lambda c: c.execute(sql, (run_id,)).fetchone(), quick=True
         )
         return None if row is None else _record(row)
 
