@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from flujo.domain.errors import ConfigurationError, StateBackendError
 from flujo.domain.interfaces import RunRecord, StepRecord
 from flujo.domain.models import RunStatus
+from flujo.infra.loop_bound import PerLoop
 
 if TYPE_CHECKING:
     import asyncpg
@@ -102,32 +102,20 @@ def _record(row: Any) -> RunRecord:
 class PostgresBackend:
     """A ``StateBackend`` in PostgreSQL; tables are created on first use.
 
-    A connection pool is opened lazily on the running event loop (asyncpg pools
-    belong to one loop); a call from another loop opens a new pool.
+    asyncpg pools belong to the event loop that opened them, and ``runner.run()``
+    runs each call on a loop of its own, so the backend keeps one pool per event
+    loop, opened lazily by the first call on that loop. ``close()`` closes the
+    calling loop's pool only: runs on other threads' loops keep theirs. Each pool
+    holds one connection at first (``min_size``) and at most ``max_size``. The
+    tables are made once per backend, by the first pool.
     """
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
         self.dsn = dsn
         self._min_size = min_size
         self._max_size = max_size
-        self._pool: asyncpg.Pool | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock: asyncio.Lock | None = None
-
-    async def _get_pool(self) -> asyncpg.Pool:
-        loop = asyncio.get_running_loop()
-        if self._pool is not None and self._loop is loop:
-            return self._pool
-        if self._lock is None or self._loop is not loop:
-            self._lock, self._loop = asyncio.Lock(), loop
-            if self._pool is not None:
-                # The pool's loop is gone (a new `runner.run()`): drop its connections now.
-                self._pool.terminate()
-                self._pool = None
-        async with self._lock:  # concurrent first calls share one pool
-            if self._pool is None:
-                self._pool = await self._open()
-        return self._pool
+        self._pools: PerLoop[asyncpg.Pool] = PerLoop(self._open, _close_pool, _terminate_pool)
+        self._tables_made = False
 
     async def _open(self) -> asyncpg.Pool:
         try:
@@ -137,6 +125,8 @@ class PostgresBackend:
                 "PostgresBackend needs asyncpg: pip install 'flujo[postgres]'"
             ) from exc
         pool = await asyncpg.create_pool(self.dsn, min_size=self._min_size, max_size=self._max_size)
+        if self._tables_made:
+            return pool
         try:
             async with pool.acquire() as conn:
                 # Serialised so concurrent processes do not race on CREATE TABLE.
@@ -148,11 +138,12 @@ class PostgresBackend:
         except BaseException:
             await pool.close()
             raise
+        self._tables_made = True
         return pool
 
     async def _run(self, what: str, fn: Callable[[asyncpg.Pool], Awaitable[R]]) -> R:
         try:
-            return await fn(await self._get_pool())
+            return await fn(await self._pools.get())
         except (OSError, TimeoutError) as exc:
             raise StateBackendError(f"{what} failed (PostgreSQL unreachable): {exc}") from exc
         except Exception as exc:
@@ -240,7 +231,14 @@ class PostgresBackend:
         return int(str(outcome).rsplit(" ", 1)[-1])
 
     async def close(self) -> None:
-        """Close the pool; the next call opens a new one."""
-        pool, self._pool, self._loop, self._lock = self._pool, None, None, None
-        if pool is not None:
-            await pool.close()
+        """Close the calling event loop's pool (the next call opens a new one); others stay."""
+        await self._pools.close()
+
+
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    await pool.close()
+
+
+def _terminate_pool(pool: asyncpg.Pool) -> None:
+    """Drop the connections of a pool whose event loop has ended."""
+    pool.terminate()
