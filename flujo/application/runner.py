@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
@@ -21,6 +20,7 @@ from flujo.application.core.factories import (
 from flujo.application.core.pending import OnPending, settle_pending
 from flujo.application.core.pipeline_run import RunParts, RunPlan, RunStart, execute_run
 from flujo.application.core.resume import MISSING, restore, run_info
+from flujo.application.opened_parts import OpenedParts, in_flight
 from flujo.application.sync_door import run_sync
 from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.dsl.step import Step
@@ -44,7 +44,6 @@ __all__ = ["Flujo"]
 InT = TypeVar("InT")
 OutT = TypeVar("OutT")
 ContextT = TypeVar("ContextT", bound=PipelineContext)
-R = TypeVar("R")
 
 
 class Flujo(Generic[InT, OutT, ContextT]):
@@ -158,8 +157,8 @@ class Flujo(Generic[InT, OutT, ContextT]):
         self._backend_factory = backend_factory
         self._persist_state = persist_state
         self._enable_tracing = enable_tracing
-        self._opened: dict[int, Any] = {}
-        """Parts runs used that may hold connections (closed by ``aclose``), by id."""
+        self._opened = OpenedParts()
+        """Parts runs used that may hold connections, closed per event loop (``aclose``)."""
 
     def _build_container(
         self,
@@ -236,7 +235,7 @@ class Flujo(Generic[InT, OutT, ContextT]):
             backend = self._backend_factory.create_execution_backend(executor)
         else:
             backend = container.execution_backend(executor=executor)
-        self._opened[id(executor.cache_backend)] = executor.cache_backend
+        self._opened.add(executor.cache_backend)
         return RunParts(
             executor=executor,
             backend=backend,
@@ -252,7 +251,7 @@ class Flujo(Generic[InT, OutT, ContextT]):
             if self._given_state_backend is not None
             else self.container.state_backend()
         )
-        self._opened[id(backend)] = backend
+        self._opened.add(backend)
         return backend
 
     def _durable_backend(self, what: str) -> StateBackend:
@@ -262,6 +261,7 @@ class Flujo(Generic[InT, OutT, ContextT]):
             )
         return self._state_backend()
 
+    @in_flight
     async def run_async(
         self,
         data: InT,
@@ -280,6 +280,7 @@ class Flujo(Generic[InT, OutT, ContextT]):
         start = RunStart(run_id=run_id, context=self._validate_context(context_data), data=data)
         return await execute_run(self._plan, self._parts(), start)
 
+    @in_flight
     async def resume_async(
         self,
         run: str | PipelineResult[Any],
@@ -326,6 +327,7 @@ class Flujo(Generic[InT, OutT, ContextT]):
         start.settled = settled
         return await execute_run(self._plan, parts, start)
 
+    @in_flight
     async def list_runs(self, *, status: RunStatus | None = None, limit: int = 50) -> list[RunInfo]:
         """Return stored runs, most recently updated first."""
         if limit <= 0:
@@ -334,6 +336,7 @@ class Flujo(Generic[InT, OutT, ContextT]):
         serializer = self.container.serializer()
         return [run_info(r, serializer) for r in records]
 
+    @in_flight
     async def get_run(self, run_id: str) -> RunInfo:
         """Return one stored run with its step results (``RunNotFoundError`` if unknown)."""
         state_backend = self._durable_backend("get_run")
@@ -343,6 +346,7 @@ class Flujo(Generic[InT, OutT, ContextT]):
         steps = await state_backend.load_steps(run_id)
         return run_info(record, self.container.serializer(), steps)
 
+    @in_flight
     async def prune(
         self,
         *,
@@ -363,11 +367,10 @@ class Flujo(Generic[InT, OutT, ContextT]):
         run_id: str | None = None,
         initial_context_data: Mapping[str, Any] | None = None,
     ) -> PipelineResult[ContextT]:
-        """Run synchronously; inside a running event loop the run gets its own thread."""
+        """Run synchronously, on an event loop of its own (safe from many threads at once)."""
         return run_sync(
-            self._closing(
-                self.run_async(data, run_id=run_id, initial_context_data=initial_context_data)
-            )
+            self.run_async(data, run_id=run_id, initial_context_data=initial_context_data),
+            release=self.aclose,
         )
 
     def resume(
@@ -379,25 +382,17 @@ class Flujo(Generic[InT, OutT, ContextT]):
     ) -> PipelineResult[ContextT]:
         """Resume synchronously (see ``resume_async``)."""
         return run_sync(
-            self._closing(self.resume_async(run, human_input=human_input, on_pending=on_pending))
+            self.resume_async(run, human_input=human_input, on_pending=on_pending),
+            release=self.aclose,
         )
 
-    async def _closing(self, work: Awaitable[R]) -> R:
-        # The sync door's event loop ends with the call, so loop-bound connections go too.
-        try:
-            return await work
-        finally:
-            await self.aclose()
-
     async def aclose(self) -> None:
-        """Release what runs opened: the state backend's and the cache's connections."""
-        opened, self._opened = self._opened, {}
-        for part in opened.values():
-            close = getattr(part, "close", None)
-            if close is not None:
-                outcome = close()
-                if inspect.isawaitable(outcome):
-                    await outcome
+        """Release what runs on this event loop opened (state backend, cache connections).
+
+        A connection every loop shares (SQLite's) is closed once no run is in flight:
+        runs on other threads go on, and the last of them to end closes it.
+        """
+        await self._opened.release()
 
     async def __aenter__(self) -> Flujo[InT, OutT, ContextT]:
         return self

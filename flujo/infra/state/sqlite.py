@@ -90,8 +90,12 @@ class SQLiteBackend:
     """A ``StateBackend`` in one SQLite file; the file and its folder are made on first use.
 
     A file of an older layout is migrated in place on first use; a newer one is refused.
-    It is ``AtomicCheckpoints`` for the providers its ``provider()`` makes.
+    It is ``AtomicCheckpoints`` for the providers its ``provider()`` makes, and
+    ``SharedAcrossLoops``: its one connection serves every thread and event loop.
     """
+
+    shared_across_loops = True
+    """Its connection is not bound to an event loop: a runner closes it once no run uses it."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
