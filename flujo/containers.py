@@ -3,6 +3,12 @@
 Every provider name below is public API: configure parts through ``config``
 (or a YAML profile), swap them in tests with ``override``, and embed the
 container in a host application with ``providers.Container(FlujoContainer, ...)``.
+
+Runs from many threads resolve parts at once (``runner.run()`` from a thread
+pool), so every part made once is a ``ThreadSafeSingleton``: the first build
+happens under dependency-injector's one re-entrant build lock, and later calls
+read the part without locking. ``Settings`` validates a changed configuration
+under that same lock, so a build and a change never wait on each other.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from flujo.settings import FlujoSettings, load_settings
 __all__ = ["Configured", "FlujoContainer", "Settings", "load_profile", "new_executor"]
 
 _UNSET: Any = object()
+_BUILD_LOCK: Any = cast(Any, providers.ThreadSafeSingleton).storage_lock
+"""dependency-injector's lock for building thread-safe singletons (a class attribute)."""
 
 
 def new_run_id() -> str:
@@ -93,8 +101,8 @@ class Settings(providers.Provider[FlujoSettings]):
 
     def __init__(self, config: providers.Provider[Any] | None = None) -> None:
         self._config = config
-        self._raw: Any = _UNSET
-        self._settings: FlujoSettings | None = None
+        self._current: tuple[Any, FlujoSettings | None] = (_UNSET, None)
+        """The raw configuration last validated and its settings, replaced in one step."""
         self._dependents: list[Configured] = []
         super().__init__()
 
@@ -120,23 +128,31 @@ class Settings(providers.Provider[FlujoSettings]):
 
     def _provide(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FlujoSettings:
         raw = self._config() if self._config is not None else None
-        if raw is self._raw and self._settings is not None:
-            return self._settings
-        settings = load_settings(raw)  # raises before anything changes: a bad edit is not kept
-        old, self._raw = self._settings, raw  # re-entrant calls below see the current settings
-        if old is None:
-            self._settings = settings
+        seen, settings = self._current
+        if raw is seen and settings is not None:
             return settings
+        with _BUILD_LOCK:  # one thread validates a change and resets the parts it alters
+            return self._change(raw)
+
+    def _change(self, raw: Any) -> FlujoSettings:
+        seen, old = self._current
+        if raw is seen and old is not None:
+            return old  # another thread made this change while this one waited
+        settings = load_settings(raw)  # raises before anything changes: a bad edit is not kept
+        if old is None:
+            self._current = (raw, settings)
+            return settings
+        self._current = (raw, old)  # re-entrant calls below see the settings parts were made with
         before = [part.arguments() for part in self._dependents]
-        self._settings = settings
+        self._current = (raw, settings)
         for part, made_with in zip(self._dependents, before, strict=True):
             if made_with is None or part.arguments() != made_with:
                 part.reset()
         return settings
 
 
-class Configured(providers.Singleton[Any]):
-    """A ``Singleton`` made again when a configuration change alters its arguments.
+class Configured(providers.ThreadSafeSingleton[Any]):
+    """A ``ThreadSafeSingleton`` made again when a configuration change alters its arguments.
 
     ``Singleton(Part, max_entries=...)`` keeps the part made from the first settings
     forever; this one registers with ``settings``, which resets it when a change
@@ -186,8 +202,8 @@ class FlujoContainer(containers.DeclarativeContainer):
     config = providers.Configuration()
     settings = Settings(config)
 
-    serializer = providers.Singleton(OrjsonSerializer)
-    hasher = providers.Singleton(Blake3Hasher)
+    serializer = providers.ThreadSafeSingleton(OrjsonSerializer)
+    hasher = providers.ThreadSafeSingleton(Blake3Hasher)
     cache_backend = providers.Selector(
         _setting("cache.backend", settings),
         memory=Configured(
@@ -214,13 +230,13 @@ class FlujoContainer(containers.DeclarativeContainer):
             OpenTelemetryTelemetry,
             logger_name=_setting("telemetry.logger_name", settings),
         ),
-        null=providers.Singleton(NullTelemetry),
+        null=providers.ThreadSafeSingleton(NullTelemetry),
     )
     usage_meter = providers.Factory(ThreadSafeMeter)
     state_providers = providers.Dict()
     state_backend = providers.Selector(
         _setting("state.resolved_backend", settings),
-        memory=providers.Singleton(InMemoryBackend),
+        memory=providers.ThreadSafeSingleton(InMemoryBackend),
         sqlite=Configured(settings, SQLiteBackend, path=_setting("state.sqlite_path", settings)),
         postgres=Configured(
             settings, PostgresBackend, dsn=_setting("state.postgres_dsn", settings)

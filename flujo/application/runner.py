@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
@@ -22,6 +21,7 @@ from flujo.application.core.lease import LeaseTerms
 from flujo.application.core.pending import OnPending
 from flujo.application.core.pipeline_run import RunParts, RunPlan, RunStart, execute_run
 from flujo.application.core.resume import MISSING, claim_and_restore
+from flujo.application.opened_parts import OpenedParts, in_flight
 from flujo.application.run_management import PRUNED_BY_DEFAULT, get_run, list_runs, prune
 from flujo.application.sync_door import run_sync
 from flujo.domain.dsl.pipeline import Pipeline
@@ -47,7 +47,6 @@ __all__ = ["Flujo"]
 InT = TypeVar("InT")
 OutT = TypeVar("OutT")
 ContextT = TypeVar("ContextT", bound=PipelineContext)
-R = TypeVar("R")
 
 
 class Flujo(Generic[InT, OutT, ContextT]):
@@ -161,8 +160,8 @@ class Flujo(Generic[InT, OutT, ContextT]):
         self._backend_factory = backend_factory
         self._persist_state = persist_state
         self._enable_tracing = enable_tracing
-        self._opened: dict[int, Any] = {}
-        """Parts runs used that may hold connections (closed by ``aclose``), by id."""
+        self._opened = OpenedParts()
+        """Parts runs used that may hold connections, closed per event loop (``aclose``)."""
 
     def _build_container(
         self,
@@ -239,7 +238,7 @@ class Flujo(Generic[InT, OutT, ContextT]):
             backend = self._backend_factory.create_execution_backend(executor)
         else:
             backend = container.execution_backend(executor=executor)
-        self._opened[id(executor.cache_backend)] = executor.cache_backend
+        self._opened.add(executor.cache_backend)
         if not self._persist_state:  # only a stored run has an owner and a lease
             return RunParts(
                 executor, backend, None, container.serializer(), executor.telemetry, container.clock
@@ -262,7 +261,7 @@ class Flujo(Generic[InT, OutT, ContextT]):
             if self._given_state_backend is not None
             else self.container.state_backend()
         )
-        self._opened[id(backend)] = backend
+        self._opened.add(backend)
         return backend
 
     def _durable_backend(self, what: str) -> StateBackend:
@@ -272,6 +271,7 @@ class Flujo(Generic[InT, OutT, ContextT]):
             )
         return self._state_backend()
 
+    @in_flight
     async def run_async(
         self,
         data: InT,
@@ -295,6 +295,7 @@ class Flujo(Generic[InT, OutT, ContextT]):
         start = RunStart(run_id=run_id, context=self._validate_context(context_data), data=data)
         return await execute_run(self._plan, self._parts(), start, replace=replace)
 
+    @in_flight
     async def resume_async(
         self,
         run: str | PipelineResult[Any],
@@ -333,6 +334,7 @@ class Flujo(Generic[InT, OutT, ContextT]):
         )
         return await execute_run(self._plan, parts, start, lease=lease)
 
+    @in_flight
     async def list_runs(
         self, *, status: RunStatus | None = None, limit: int = 50
     ) -> list[RunInfo | DamagedRun]:
@@ -340,11 +342,13 @@ class Flujo(Generic[InT, OutT, ContextT]):
         backend = self._durable_backend("list_runs")
         return await list_runs(backend, self.container.serializer(), status=status, limit=limit)
 
+    @in_flight
     async def get_run(self, run_id: str) -> RunInfo:
         """Return one stored run with its step results (``RunNotFoundError`` if unknown)."""
         backend = self._durable_backend("get_run")
         return await get_run(backend, self.container.serializer(), run_id)
 
+    @in_flight
     async def prune(
         self,
         *,
@@ -363,11 +367,13 @@ class Flujo(Generic[InT, OutT, ContextT]):
         initial_context_data: Mapping[str, Any] | None = None,
         replace: bool = False,
     ) -> PipelineResult[ContextT]:
-        """Run synchronously (see ``run_async``); in a running event loop it gets a thread."""
-        work = self.run_async(
-            data, run_id=run_id, initial_context_data=initial_context_data, replace=replace
+        """Run synchronously, on an event loop of its own (safe from many threads at once)."""
+        return run_sync(
+            self.run_async(
+                data, run_id=run_id, initial_context_data=initial_context_data, replace=replace
+            ),
+            release=self.aclose,
         )
-        return run_sync(self._closing(work))
 
     def resume(
         self,
@@ -378,25 +384,17 @@ class Flujo(Generic[InT, OutT, ContextT]):
     ) -> PipelineResult[ContextT]:
         """Resume synchronously (see ``resume_async``)."""
         return run_sync(
-            self._closing(self.resume_async(run, human_input=human_input, on_pending=on_pending))
+            self.resume_async(run, human_input=human_input, on_pending=on_pending),
+            release=self.aclose,
         )
 
-    async def _closing(self, work: Awaitable[R]) -> R:
-        # The sync door's event loop ends with the call, so loop-bound connections go too.
-        try:
-            return await work
-        finally:
-            await self.aclose()
-
     async def aclose(self) -> None:
-        """Release what runs opened: the state backend's and the cache's connections."""
-        opened, self._opened = self._opened, {}
-        for part in opened.values():
-            close = getattr(part, "close", None)
-            if close is not None:
-                outcome = close()
-                if inspect.isawaitable(outcome):
-                    await outcome
+        """Release what runs on this event loop opened (state backend, cache connections).
+
+        A connection every loop shares (SQLite's) is closed once no run is in flight:
+        runs on other threads go on, and the last of them to end closes it.
+        """
+        await self._opened.release()
 
     async def __aenter__(self) -> Flujo[InT, OutT, ContextT]:
         return self

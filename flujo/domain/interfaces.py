@@ -21,6 +21,7 @@ __all__ = [
     "Hasher",
     "RunRecord",
     "Serializer",
+    "SharedAcrossLoops",
     "Span",
     "StateBackend",
     "StateProvider",
@@ -358,7 +359,12 @@ class StateBackend(Protocol):
         ...
 
     async def close(self) -> None:
-        """Release connections; the backend opens them again on the next call."""
+        """Release the calling event loop's connections; the next call opens them again.
+
+        Connections bound to an event loop (an asyncpg pool) are kept one set per
+        loop, and ``close()`` leaves other loops' alone: their runs go on. A
+        connection serving every loop is closed, and is ``SharedAcrossLoops``.
+        """
         ...
 
 
@@ -381,3 +387,19 @@ class AtomicCheckpoints(Protocol):
     ) -> list[int]:
         """Write ``step`` and every ``(provider, write)`` in one transaction; new versions."""
         ...
+
+
+@runtime_checkable
+class SharedAcrossLoops(Protocol):
+    """A part whose one connection serves every event loop and thread (not bound to a loop).
+
+    ``runner.run()`` runs each call on an event loop of its own and, as the call
+    ends, closes the parts its run used, since a loop-bound connection (an asyncpg
+    pool, a redis client) cannot outlive its loop. A part with
+    ``shared_across_loops = True``, such as ``SQLiteBackend`` (one connection on a
+    worker thread), is closed instead once no run of the runner is in flight, so
+    the runs of other threads keep it open.
+    """
+
+    shared_across_loops: bool
+    """``True``: close it only when no run uses it."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -81,7 +82,8 @@ class InMemoryLRUCache:
     With ``copy_values`` (the default) entries are copies, so neither the step that
     stored a value nor the one that got it can change what the next hit returns.
     Without it a hit returns the stored object itself, which is faster for large
-    outputs and safe when steps never change their inputs in place.
+    outputs and safe when steps never change their inputs in place. Runs on many
+    threads may share it: a lock guards the entries.
     """
 
     def __init__(
@@ -97,26 +99,30 @@ class InMemoryLRUCache:
         self._clock = clock
         self._entry: Callable[[Any], _Entry | _Shared] = _Entry if copy_values else _Shared
         self._data: OrderedDict[str, tuple[_Entry | _Shared, float | None]] = OrderedDict()
+        self._lock = threading.Lock()  # runs on several threads' loops share one cache
 
     async def get(self, key: str) -> Any | None:
         """Return the live value under ``key``, or ``None``."""
-        entry = self._data.get(key)
-        if entry is None:
-            return None
-        value, expires = entry
-        if expires is not None and self._clock() >= expires:
-            del self._data[key]
-            return None
-        self._data.move_to_end(key)
+        with self._lock:
+            entry = self._data.get(key)
+            if entry is None:
+                return None
+            value, expires = entry
+            if expires is not None and self._clock() >= expires:
+                del self._data[key]
+                return None
+            self._data.move_to_end(key)
         return value.value()  # with copy_values, a fresh copy the caller may change
 
     async def set(self, key: str, value: Any, ttl_s: float | None = None) -> None:
         """Store ``value``; evict the oldest entry when full."""
         expires = None if ttl_s is None else self._clock() + ttl_s
-        self._data[key] = (self._entry(value), expires)
-        self._data.move_to_end(key)
-        while len(self._data) > self._max:
-            self._data.popitem(last=False)
+        entry = self._entry(value)  # the copy is made outside the lock
+        with self._lock:
+            self._data[key] = (entry, expires)
+            self._data.move_to_end(key)
+            while len(self._data) > self._max:
+                self._data.popitem(last=False)
 
     async def clear(self) -> None:
         """Remove every entry."""

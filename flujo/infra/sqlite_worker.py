@@ -1,13 +1,21 @@
-"""One SQLite connection, used inline when it is free and from a worker thread when not.
+"""One SQLite connection on a worker thread; quick calls run inline when it is free.
 
-A checkpoint is a few tens of microseconds of SQLite work; handing it to a thread
-and waking the event loop afterwards costs more than the work. So a call runs
-inline on the event loop when the connection is free and the file is not locked,
-and waits on a dedicated worker thread otherwise (another thread holds the
-connection, or another connection holds the write lock: the worker retries for
-up to ``timeout_s``). WAL checkpoints, which may fsync, always run on the worker.
-The worker belongs to a ``ThreadPoolExecutor``, whose idle thread ends at
-interpreter exit even if the owner was never closed.
+Nothing that can block runs on the event loop. The connection is opened on the
+worker thread (opening may wait for a locked file, or migrate it), and so are
+calls that grow with the store (pruning, listing), waiting for a lock (the worker
+retries for up to ``timeout_s``), WAL checkpoints (which may fsync) and closing.
+
+A checkpoint, though, is a few tens of microseconds of SQLite work; handing it
+to a thread and waking the event loop afterwards costs more than the work. So a
+call its caller marks ``quick`` (bounded work: one run's row, one key) runs
+inline when the connection is open and free: it cannot wait there, since the
+connection's busy timeout is 0 and a locked file sends the call to the worker.
+
+The connection serves every event loop and thread at once (``runner.run()`` from
+several threads): one lock guards it, and the worker belongs to a
+``ThreadPoolExecutor`` whose idle thread ends at interpreter exit even if the
+owner was never closed. ``close()`` may be called while other loops' calls are
+under way: those finish first, and a later call opens the connection again.
 
 A file whose ``PRAGMA user_version`` is older than the owner's layout is migrated
 in place, in one transaction, by the owner's ``migrations``; a newer one is refused.
@@ -21,7 +29,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -65,6 +73,9 @@ class SQLiteWorker:
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        """Held by whoever uses the connection, on the worker or inline."""
+        self._guard = threading.Lock()
+        """Makes handing work to the executor and replacing it (in ``close``) one step."""
         self._calls = 0
 
     def _open(self) -> sqlite3.Connection:
@@ -124,26 +135,35 @@ class SQLiteWorker:
 
         in_transaction(conn, migrate)
 
-    def _worker(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flujo-sqlite")
-        return self._executor
+    def _submit(self, fn: Callable[..., R], *args: object) -> Future[R]:
+        with self._guard:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="flujo-sqlite"
+                )
+            return self._executor.submit(fn, *args)
 
-    async def run(self, fn: Callable[[sqlite3.Connection], R]) -> R:
-        """Run ``fn(connection)``: inline when possible, else on the worker thread."""
-        if self._lock.acquire(blocking=False):
+    async def run(self, fn: Callable[[sqlite3.Connection], R], *, quick: bool = False) -> R:
+        """Run ``fn(connection)`` on the worker thread, or inline if ``quick`` and possible.
+
+        ``quick`` promises bounded work (a statement on one run's rows or one key):
+        it runs inline when the connection is open and no other call holds it.
+        """
+        if quick and self._conn is not None and self._lock.acquire(blocking=False):
             try:
-                result = fn(self._open())
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
-                    raise
-            else:
-                self._count_call()
-                return result
+                conn = self._conn  # read again under the lock: a close may have won
+                if conn is not None:
+                    try:
+                        result = fn(conn)
+                    except sqlite3.OperationalError as exc:
+                        if not _is_busy(exc):
+                            raise
+                    else:
+                        self._count_call()
+                        return result
             finally:
                 self._lock.release()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker(), self._call_waiting, fn)
+        return await asyncio.wrap_future(self._submit(self._call_waiting, fn))
 
     def _call_waiting(self, fn: Callable[[sqlite3.Connection], R]) -> R:
         deadline = time.monotonic() + self._timeout_s
@@ -165,7 +185,7 @@ class SQLiteWorker:
     def _count_call(self) -> None:
         self._calls += 1
         if self._calls % _CHECKPOINT_EVERY == 0:
-            self._worker().submit(self._checkpoint_wal)
+            self._submit(self._checkpoint_wal)
 
     def _checkpoint_wal(self) -> None:
         with self._lock:
@@ -175,8 +195,15 @@ class SQLiteWorker:
                     self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     async def close(self) -> None:
-        """Checkpoint the WAL, close the connection and stop the thread."""
-        executor, self._executor = self._executor, None
+        """Checkpoint the WAL, close the connection and stop the thread, all off the loop.
+
+        Calls handed to the worker before it finish first; a later call opens the
+        connection again on a new worker.
+        """
+        with self._guard:
+            executor, self._executor = self._executor, None
+        if executor is None:
+            return  # the connection is only ever opened on a worker: none is open
 
         def close_connection() -> None:
             with self._lock:
@@ -186,11 +213,11 @@ class SQLiteWorker:
                         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     conn.close()
 
-        if executor is None:
-            close_connection()
-            return
-        await asyncio.get_running_loop().run_in_executor(executor, close_connection)
-        executor.shutdown(wait=False)
+        try:
+            # Shielded: a cancelled close still closes, or the connection would outlive it.
+            await asyncio.shield(asyncio.wrap_future(executor.submit(close_connection)))
+        finally:
+            executor.shutdown(wait=False)
 
 
 def in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], R]) -> R:

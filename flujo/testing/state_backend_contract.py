@@ -2,14 +2,16 @@
 
 It covers round trips, append-only checkpoints and the progress of running runs
 (failed and pending step records do not count as completed), listing, deleting,
-pruning, large payloads, close-and-reuse and concurrent runs — and, through
-``RunLeaseContract``, leases and run ids.
+pruning, large payloads, close-and-reuse, concurrent runs, threads that each
+use the backend from an event loop of their own (as ``runner.run()`` does) —
+and, through ``RunLeaseContract``, leases and run ids.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 from typing import Any
 
 import pytest
@@ -233,3 +235,40 @@ class StateBackendContract(RunLeaseContract):
             run = await backend.load_run(f"run{n}")
             assert run is not None and run.step_index == 5
             assert [s.index for s in await backend.load_steps(f"run{n}")] == [0, 1, 2, 3, 4]
+
+    @pytest.mark.asyncio
+    async def test_threads_with_their_own_event_loops_share_the_backend(
+        self, backend: StateBackend
+    ) -> None:
+        # Each thread runs its own loop; one closes the backend between its writes (its
+        # loop's connections): the other threads' writes go on and every record lands.
+        errors: list[BaseException] = []
+
+        async def one_run(n: int) -> None:
+            run_id = f"thread{n}"
+            await backend.save_run(make_run(run_id))
+            for index in range(10):
+                await backend.checkpoint(make_step(run_id, index))
+                if n == 0 and index % 3 == 0:
+                    await backend.close()
+            await backend.close()
+
+        def thread(n: int) -> None:
+            try:
+                asyncio.run(one_run(n))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=thread, args=(n,)) for n in range(4)]
+        for each in threads:
+            each.start()
+
+        def join_all() -> None:
+            for each in threads:
+                each.join(60)
+
+        await asyncio.to_thread(join_all)
+        assert errors == []
+        for n in range(4):
+            run = await backend.load_run(f"thread{n}")
+            assert run is not None and run.step_index == 10

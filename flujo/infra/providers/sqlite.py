@@ -145,7 +145,8 @@ class SQLiteStateProvider:
 
     async def _run(self, what: str, fn: Callable[[sqlite3.Connection], R]) -> R:
         try:
-            return await self._worker.run(fn)
+            # Every call works on a few keys: quick, inline when the connection is free.
+            return await self._worker.run(fn, quick=True)
         except (sqlite3.Error, OSError) as exc:
             raise StateError(f"{self.describe()}: {what} failed: {exc}") from exc
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -17,6 +16,7 @@ from flujo.domain.errors import (
 from flujo.domain.interfaces import RunRecord, StepRecord
 from flujo.domain.models import DamagedRun, RunStatus
 from flujo.domain.run_queries import check_cutoff, check_limit, check_status, check_statuses
+from flujo.infra.loop_bound import PerLoop
 from flujo.infra.state.rows import listed, run_record, step_record
 
 if TYPE_CHECKING:
@@ -53,12 +53,30 @@ CREATE TABLE IF NOT EXISTS flujo_steps (
     pending BOOLEAN NOT NULL DEFAULT FALSE,
     PRIMARY KEY (run_id, idx)
 );
--- Tables made before step records could be pending get the column in place.
-ALTER TABLE flujo_steps ADD COLUMN IF NOT EXISTS pending BOOLEAN NOT NULL DEFAULT FALSE;
--- ... and those made before runs had leases and owed saves: nobody owns an older run.
-ALTER TABLE flujo_runs ADD COLUMN IF NOT EXISTS owner TEXT;
-ALTER TABLE flujo_runs ADD COLUMN IF NOT EXISTS lease_until DOUBLE PRECISION;
-ALTER TABLE flujo_runs ADD COLUMN IF NOT EXISTS owed BYTEA;
+-- Tables made before step records could be pending, or runs had leases and owed saves,
+-- get the columns in place (nobody owns an older run). Only a missing column is added:
+-- ALTER TABLE locks the table out even when IF NOT EXISTS finds the column, which would
+-- deadlock with the runs another backend writes meanwhile.
+DO $$
+DECLARE
+    wanted TEXT[][] := ARRAY[
+        ['flujo_steps', 'pending', 'BOOLEAN NOT NULL DEFAULT FALSE'],
+        ['flujo_runs', 'owner', 'TEXT'],
+        ['flujo_runs', 'lease_until', 'DOUBLE PRECISION'],
+        ['flujo_runs', 'owed', 'BYTEA']
+    ];
+    i INTEGER;
+BEGIN
+    FOR i IN 1 .. array_length(wanted, 1) LOOP
+        IF NOT EXISTS (
+            SELECT 1 FROM information_schema.columns
+            WHERE table_schema = current_schema()
+              AND table_name = wanted[i][1] AND column_name = wanted[i][2]
+        ) THEN
+            EXECUTE format('ALTER TABLE %I ADD COLUMN %I ' || wanted[i][3], wanted[i][1], wanted[i][2]);
+        END IF;
+    END LOOP;
+END $$;
 """
 
 # Columns in RunRecord's field order, so a row is dataclasses.astuple(run).
@@ -113,32 +131,20 @@ def _fields(row: Any) -> dict[str, object]:
 class PostgresBackend:
     """A ``StateBackend`` in PostgreSQL; tables are created on first use.
 
-    A connection pool is opened lazily on the running event loop (asyncpg pools
-    belong to one loop); a call from another loop opens a new pool.
+    asyncpg pools belong to the event loop that opened them, and ``runner.run()``
+    runs each call on a loop of its own, so the backend keeps one pool per event
+    loop, opened lazily by the first call on that loop. ``close()`` closes the
+    calling loop's pool only: runs on other threads' loops keep theirs. Each pool
+    holds one connection at first (``min_size``) and at most ``max_size``. The
+    tables are made once per backend, by the first pool.
     """
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
         self.dsn = dsn
         self._min_size = min_size
         self._max_size = max_size
-        self._pool: asyncpg.Pool | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock: asyncio.Lock | None = None
-
-    async def _get_pool(self) -> asyncpg.Pool:
-        loop = asyncio.get_running_loop()
-        if self._pool is not None and self._loop is loop:
-            return self._pool
-        if self._lock is None or self._loop is not loop:
-            self._lock, self._loop = asyncio.Lock(), loop
-            if self._pool is not None:
-                # The pool's loop is gone (a new `runner.run()`): drop its connections now.
-                self._pool.terminate()
-                self._pool = None
-        async with self._lock:  # concurrent first calls share one pool
-            if self._pool is None:
-                self._pool = await self._open()
-        return self._pool
+        self._pools: PerLoop[asyncpg.Pool] = PerLoop(self._open, _close_pool, _terminate_pool)
+        self._tables_made = False
 
     async def _open(self) -> asyncpg.Pool:
         try:
@@ -148,6 +154,8 @@ class PostgresBackend:
                 "PostgresBackend needs asyncpg: pip install 'flujo[postgres]'"
             ) from exc
         pool = await asyncpg.create_pool(self.dsn, min_size=self._min_size, max_size=self._max_size)
+        if self._tables_made:
+            return pool
         try:
             async with pool.acquire() as conn:
                 # Serialised so concurrent processes do not race on CREATE TABLE.
@@ -159,11 +167,12 @@ class PostgresBackend:
         except BaseException:
             await pool.close()
             raise
+        self._tables_made = True
         return pool
 
     async def _run(self, what: str, fn: Callable[[asyncpg.Pool], Awaitable[R]]) -> R:
         try:
-            return await fn(await self._get_pool())
+            return await fn(await self._pools.get())
         except (OSError, TimeoutError) as exc:
             raise StateBackendError(f"{what} failed (PostgreSQL unreachable): {exc}") from exc
         except Exception as exc:
@@ -314,7 +323,14 @@ class PostgresBackend:
         return int(str(outcome).rsplit(" ", 1)[-1])
 
     async def close(self) -> None:
-        """Close the pool; the next call opens a new one."""
-        pool, self._pool, self._loop, self._lock = self._pool, None, None, None
-        if pool is not None:
-            await pool.close()
+        """Close the calling event loop's pool (the next call opens a new one); others stay."""
+        await self._pools.close()
+
+
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    await pool.close()
+
+
+def _terminate_pool(pool: asyncpg.Pool) -> None:
+    """Drop the connections of a pool whose event loop has ended."""
+    pool.terminate()

@@ -97,8 +97,12 @@ class SQLiteBackend:
     """A ``StateBackend`` in one SQLite file; the file and its folder are made on first use.
 
     A file of an older layout is migrated in place on first use; a newer one is refused.
-    It is ``AtomicCheckpoints`` for the providers its ``provider()`` makes.
+    It is ``AtomicCheckpoints`` for the providers its ``provider()`` makes, and
+    ``SharedAcrossLoops``: its one connection serves every thread and event loop.
     """
+
+    shared_across_loops = True
+    """Its connection is not bound to an event loop: a runner closes it once no run uses it."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -154,11 +158,15 @@ class SQLiteBackend:
         return await self._run(
             f"checkpoint of run {step.run_id!r} at step {step.index} with {len(rows)} value(s)",
             lambda c: in_transaction(c, commit),
+            quick=True,
         )
 
-    async def _run(self, what: str, fn: Callable[[sqlite3.Connection], R]) -> R:
+    async def _run(
+        self, what: str, fn: Callable[[sqlite3.Connection], R], *, quick: bool = False
+    ) -> R:
+        """Run ``fn`` on the connection; ``quick`` (one run's rows) may run it inline."""
         try:
-            return await self._worker.run(fn)
+            return await self._worker.run(fn, quick=quick)
         except (sqlite3.Error, OSError) as exc:
             raise StateBackendError(f"{what} failed ({self.path}): {exc}") from exc
 
@@ -212,6 +220,7 @@ class SQLiteBackend:
                     (lease_until, run_id, owner),
                 ).rowcount
             ),
+            quick=True,
         )
         if not renewed:
             await self._not_held(run_id)
@@ -229,11 +238,15 @@ class SQLiteBackend:
         """Insert or replace a run header (with ``owner``: only while it holds the lease)."""
         row = dataclasses.astuple(run)
         if owner is None:
-            await self._run(f"saving run {run.run_id!r}", lambda c: c.execute(_UPSERT_RUN, row))
+            await self._run(
+                f"saving run {run.run_id!r}", lambda c: c.execute(_UPSERT_RUN, row), quick=True
+            )
             return
         params = (*row[1:], run.run_id, owner)
         written = await self._run(
-            f"saving run {run.run_id!r}", lambda c: c.execute(_UPDATE_OWNED_RUN, params).rowcount
+            f"saving run {run.run_id!r}",
+            lambda c: c.execute(_UPDATE_OWNED_RUN, params).rowcount,
+            quick=True,
         )
         if not written:
             await self._not_held(run.run_id)
@@ -244,13 +257,14 @@ class SQLiteBackend:
         await self._run(
             f"checkpoint of run {step.run_id!r} at step {step.index}",
             lambda c: c.execute(_INSERT_STEP, row),
+            quick=True,
         )
 
     async def load_run(self, run_id: str) -> RunRecord | None:
         """Return the run header or ``None``."""
         sql = f"{_CURRENT_RUN} WHERE r.run_id = ?"
         rows = await self._run(
-            f"loading run {run_id!r}", lambda c: _fetch(c.execute(sql, (run_id,)))
+            f"loading run {run_id!r}", lambda c: _fetch(c.execute(sql, (run_id,))), quick=True
         )
         return run_record(rows[0], run_id) if rows else None
 
