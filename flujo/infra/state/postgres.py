@@ -73,7 +73,9 @@ BEGIN
             WHERE table_schema = current_schema()
               AND table_name = wanted[i][1] AND column_name = wanted[i][2]
         ) THEN
-            EXECUTE format('ALTER TABLE %I ADD COLUMN %I ' || wanted[i][3], wanted[i][1], wanted[i][2]);
+            EXECUTE format(
+                'ALTER TABLE %I ADD COLUMN %I ' || wanted[i][3], wanted[i][1], wanted[i][2]
+            );
         END IF;
     END LOOP;
 END $$;
