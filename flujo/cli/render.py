@@ -1,26 +1,92 @@
-"""How the commands show things: the consoles, a run's outcome, tables of runs, live progress."""
+"""How the commands show things: the consoles, literal text, a run's outcome, live progress.
+
+Everything printed from user data — step names, outputs, feedback, error messages,
+ids — is text, never markup: the consoles have markup and emoji codes off, and
+styled output is built from ``rich.text.Text`` pieces, so ``[b]`` or ``:x:`` in a
+message prints as written.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Column, Table
+from rich.text import Text
 
 from flujo.application.runner import Flujo
+from flujo.cli.hints import Invocation
 from flujo.domain.events import HookEvent, RunFinished, StepFinished, StepStarted
-from flujo.domain.models import DamagedRun, PipelineResult, RunInfo
+from flujo.domain.models import PipelineResult
 
-__all__ = ["err", "out", "report", "runs_table", "steps_table", "with_progress"]
+__all__ = [
+    "STATUS_STYLES",
+    "as_json",
+    "err",
+    "error_line",
+    "one_line",
+    "out",
+    "report",
+    "shorten",
+    "with_progress",
+]
 
-out = Console()
-"""Standard output: results, tables, progress."""
-err = Console(stderr=True)
-"""Standard error: failures and errors."""
+
+def out() -> Console:
+    """Return a console on standard output (results, listings, progress)."""
+    return _console(stderr=False)
+
+
+def err() -> Console:
+    """Return a console on standard error (failures and errors)."""
+    return _console(stderr=True)
+
+
+def _console(*, stderr: bool) -> Console:
+    # Made per use, not at import: the terminal's width, colours and NO_COLOR / FORCE_COLOR
+    # are read when something is printed. Soft wrap leaves a line longer than the terminal
+    # to the terminal, never cut or broken, so ids and commands copy whole.
+    return Console(stderr=stderr, markup=False, emoji=False, highlight=False, soft_wrap=True)
+
+
+STATUS_STYLES = {
+    "completed": "green",
+    "failed": "red",
+    "paused": "yellow",
+    "running": "cyan",
+    "damaged": "bold red",
+}
+"""The colour of each run status (and of a stored run that cannot be read)."""
+
+_SPACES = re.compile(r"\s+")
+
+
+def one_line(text: str) -> str:
+    """Return ``text`` with its lines joined by spaces (an error is reported on one line)."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def shorten(text: str, width: int) -> str:
+    """Return ``text`` on one line, cut to ``width`` characters with an ellipsis."""
+    flat = _SPACES.sub(" ", text).strip()
+    if len(flat) <= width:
+        return flat
+    return flat[: max(width - 1, 0)] + "…" if width > 0 else ""
+
+
+def as_json(value: Any) -> str:
+    """Return ``value`` as compact JSON (a value JSON cannot hold by its ``repr``)."""
+    return json.dumps(value, default=repr, ensure_ascii=False)
+
+
+def error_line(message: str, kind: str | None = None) -> Text:
+    """Return ``error: KIND: MESSAGE`` (``error: MESSAGE`` without a kind) as literal text."""
+    text = one_line(message)
+    return Text.assemble(("error:", "bold red"), f" {kind}: {text}" if kind else f" {text}")
 
 
 class _ProgressHook:
@@ -32,77 +98,48 @@ class _ProgressHook:
 
     def __call__(self, event: HookEvent) -> None:
         if isinstance(event, StepStarted):
-            self.progress.update(self.task, description=f"step [bold]{event.step_name}[/]")
+            self.progress.update(self.task, description=f"step {event.step_name}")
         elif isinstance(event, StepFinished):
-            mark = "[green]ok[/]" if event.result.success else "[red]failed[/]"
+            ok = event.result.success
             ms = event.result.latency_s * 1000
-            self.progress.console.print(f"  {mark} {event.step_name} ({ms:.1f} ms)")
+            self.progress.console.print(
+                Text.assemble(
+                    "  ",
+                    ("ok", "green") if ok else ("failed", "red"),
+                    f" {event.step_name} ({ms:.1f} ms)",
+                ),
+            )
             self.progress.advance(self.task)
         elif isinstance(event, RunFinished):
             self.progress.update(self.task, description=f"run {event.result.status}")
 
 
-def report(result: PipelineResult[Any], target: str) -> None:
+def report(result: PipelineResult[Any], invocation: Invocation) -> None:
     """Print how a run ended; a failed run exits 1."""
+    run_id = result.run_id or ""
     if result.status == "completed":
-        out.print(f"[green]completed[/] run {result.run_id}")
-        out.print_json(json.dumps(result.output, default=repr))
+        out().print(Text.assemble(("completed", "green"), f" run {run_id}"))
+        out().print_json(as_json(result.output))
         return
     if result.status == "paused":
-        out.print(f"[yellow]paused[/] run {result.run_id}: {result.pause_message}")
-        out.print(f"resume with: flujo runs resume {result.run_id} {target} --human-input '<json>'")
+        message = one_line(result.pause_message or "")
+        out().print(Text.assemble(("paused", "yellow"), f" run {run_id}: {message}"))
+        # Never broken across lines: the command is meant to be copied whole.
+        command = invocation.resume_command(run_id, human_input=True)
+        out().print(f"resume with: {command}")
         return
-    reason = result.error or result.feedback or "unknown"
-    err.print(f"[bold red]failed[/] run {result.run_id}: {reason}", soft_wrap=True)
+    reason = one_line(result.error or result.feedback or "") or "unknown"
+    err().print(Text.assemble(("failed", "bold red"), f" run {run_id}: {reason}"))
     raise typer.Exit(1)
 
 
 def with_progress(runner: Flujo[Any, Any, Any], work: Callable[[], PipelineResult[Any]]) -> Any:
     """Call ``work`` (a run of ``runner``) while a progress bar follows its steps."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, console=out, transient=True) as progress:
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=out(), transient=True) as progress:
         hook = _ProgressHook(progress, total=len(runner.pipeline))
         runner.add_hook(hook)
         try:
             return work()
         finally:
             runner.remove_hook(hook)
-
-
-def runs_table(runs: list[RunInfo | DamagedRun]) -> Table:
-    """Return the table of stored runs ``flujo runs list`` prints."""
-    table = Table("pipeline", "status", "steps", "updated (UTC)", "note")
-    # Ids are what users copy into `runs show/resume`: never cut them.
-    table.columns.insert(0, Column("run id", no_wrap=True, min_width=32))
-    colours = {"completed": "green", "failed": "red", "paused": "yellow", "running": "cyan"}
-    for info in runs:
-        if isinstance(info, DamagedRun):
-            # What else the row holds cannot be trusted: the note says what is wrong.
-            table.add_row(info.run_id, "?", "[bold red]damaged[/]", "?", "?", info.error)
-            continue
-        note = info.error or info.pause_message or ""
-        table.add_row(
-            info.run_id,
-            f"{info.pipeline_name}@{info.pipeline_version}",
-            f"[{colours.get(info.status, 'white')}]{info.status}[/]",
-            str(info.steps_completed),
-            info.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
-            note,
-        )
-    return table
-
-
-def steps_table(info: RunInfo) -> Table:
-    """Return the table of one run's steps ``flujo runs show`` prints."""
-    steps = Table("#", "step", "ok", "attempts", "ms", "output / feedback")
-    for index, step in enumerate(info.step_history):
-        shown = step.feedback if not step.success else json.dumps(step.output, default=repr)
-        steps.add_row(
-            str(index),
-            step.name,
-            "[green]yes[/]" if step.success else "[red]no[/]",
-            str(step.attempts),
-            f"{step.latency_s * 1000:.1f}",
-            (shown or "")[:120],
-        )
-    return steps
