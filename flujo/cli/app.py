@@ -6,9 +6,11 @@ from typing import Annotated
 
 import typer
 
+import flujo
+from flujo.cli.hints import Invocation
 from flujo.cli.loading import load_runner, parse_input
-from flujo.cli.options import ProfileOption, guarded
-from flujo.cli.render import report, with_progress
+from flujo.cli.options import ContextOption, ProfileOption, guarded, interrupted
+from flujo.cli.render import out, report, with_progress
 from flujo.cli.runs import runs_app
 
 __all__ = ["app", "main"]
@@ -23,6 +25,28 @@ app = typer.Typer(
 app.add_typer(runs_app, name="runs")
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        out().print(f"flujo {flujo.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_show_version,
+            is_eager=True,
+            help="Print flujo's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Run flujo pipelines and manage their stored runs."""
+
+
 @app.command("run")
 def run_command(
     target: Annotated[str, typer.Argument(help="MODULE:ATTR of a Flujo runner, pipeline or step.")],
@@ -30,15 +54,22 @@ def run_command(
         str | None, typer.Option("--input", "-i", help="Input: JSON, or plain text.")
     ] = None,
     profile: ProfileOption = None,
+    context: ContextOption = None,
     run_id: Annotated[str | None, typer.Option(help="Id for the new run.")] = None,
 ) -> None:
     """Run a pipeline, showing its steps as they go."""
+    invocation = Invocation(target, profile, context)
 
     def work() -> None:
-        runner = load_runner(target, profile)
+        runner = load_runner(target, profile, context)
         data = parse_input(input_text)
-        result = with_progress(runner, lambda: runner.run(data, run_id=run_id))
-        report(result, target)
+        # Chosen here, not in the run, so Ctrl-C can name the run to resume.
+        chosen = run_id or runner.container.run_id()
+        try:
+            result = with_progress(runner, lambda: runner.run(data, run_id=chosen))
+        except KeyboardInterrupt:
+            interrupted(chosen, invocation)
+        report(result, invocation)
 
     guarded(work)
 

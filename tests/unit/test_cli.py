@@ -471,7 +471,7 @@ def test_runs_resume_of_an_unknown_run_is_one_error_line(project: Path) -> None:
 
 def test_runs_prune_older_than_zero_deletes_completed_and_failed(project: Path) -> None:
     ids = _three_runs()
-    result = invoke("runs", "prune", "--older-than", "0s")
+    result = invoke("runs", "prune", "--older-than", "0s", "--yes")
 
     assert result.exit_code == 0, result.stderr
     assert "deleted 2 runs" in result.stdout
@@ -482,7 +482,7 @@ def test_runs_prune_older_than_zero_deletes_completed_and_failed(project: Path) 
 
 def test_runs_prune_include_paused(project: Path) -> None:
     _three_runs()
-    result = invoke("runs", "prune", "--older-than", "0", "--include-paused")
+    result = invoke("runs", "prune", "--older-than", "0", "--include-paused", "--yes")
     assert result.exit_code == 0, result.stderr
     assert "deleted 3 runs" in result.stdout
     assert "no runs" in invoke("runs", "list").stdout
