@@ -21,7 +21,7 @@ from flujo.cli.options import (
 )
 from flujo.cli.render import err, error_line, out, report, with_progress
 from flujo.cli.timeline import run_view
-from flujo.domain.errors import RunNotFoundError, StateCorruptError
+from flujo.domain.errors import ConfigurationError, RunNotFoundError, StateCorruptError
 from flujo.domain.interfaces import Serializer, StateBackend
 from flujo.domain.models import RUN_STATUSES, DamagedRun, RunInfo, RunStatus
 
@@ -149,6 +149,10 @@ def runs_resume(
     invocation = Invocation(target, profile, context)
 
     def work() -> None:
+        if on_pending not in (None, "rerun", "accept"):
+            raise ConfigurationError(
+                f"--on-pending must be 'rerun' or 'accept', got {on_pending!r}"
+            )
         runner = load_runner(target, profile, context)
         answer = MISSING if human_input is None else parse_input(human_input)
         choice: Any = on_pending
