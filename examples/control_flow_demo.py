@@ -1,5 +1,6 @@
 """Control flow and agents together: a map, a parallel, a branch and a loop, offline.
 
+    pip install -e '.[ai]'   # the `ai` extra: pydantic-ai, which this example uses
     python examples/control_flow_demo.py
 
 A document-triage pipeline. Its "model" is a pydantic-ai agent on a
@@ -30,10 +31,19 @@ import asyncio
 import time
 from typing import Any
 
-from pydantic_ai import Agent, models
-from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, UserPromptPart
-from pydantic_ai.models.function import AgentInfo, FunctionModel
-from pydantic_ai.usage import RequestUsage, RunUsage
+try:
+    from pydantic_ai import Agent, models
+    from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, UserPromptPart
+    from pydantic_ai.models.function import AgentInfo, FunctionModel
+    from pydantic_ai.usage import RequestUsage, RunUsage
+except ModuleNotFoundError as missing:
+    if not (missing.name or "").startswith("pydantic_ai"):
+        raise
+    raise SystemExit(
+        "examples/control_flow_demo.py needs pydantic-ai, which flujo's `ai` extra installs:\n"
+        "    pip install -e '.[ai]'     (from a clone of flujo)\n"
+        "    pip install 'flujo[ai]'    (from a package index)"
+    ) from None
 
 from flujo import Flujo, PipelineContext, Step, ValidationResult, step
 from flujo.agents.pydantic_ai import agent_step

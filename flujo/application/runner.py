@@ -226,6 +226,11 @@ class Flujo(Generic[InT, OutT, ContextT]):
         """
         return self._layer.registry(self.container)
 
+    @property
+    def resources(self) -> Any:
+        """The ``resources=`` given to this runner, handed to steps that declare them."""
+        return self._plan.resources
+
     def _parts(self) -> RunParts:
         """Resolve one run's parts from the container (overrides apply from here on)."""
         container = self.container

@@ -8,15 +8,25 @@ import json
 import re
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from flujo.application.runner import Flujo
 from flujo.containers import FlujoContainer
+from flujo.domain.dsl.context_model import check_context_model, declared_context_model
 from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.dsl.step import Step
 from flujo.domain.errors import ConfigurationError
+from flujo.domain.models import PipelineContext
 
-__all__ = ["load_container", "load_runner", "parse_duration", "parse_input", "pipeline_name"]
+__all__ = [
+    "load_container",
+    "load_context_model",
+    "load_runner",
+    "parse_duration",
+    "parse_input",
+    "pipeline_name",
+]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -47,21 +57,14 @@ def load_container(profile: Path | None) -> Any:
     return FlujoContainer() if profile is None else FlujoContainer.from_profile(profile)
 
 
-def _import_target(target: str) -> Any:
+def _import_target(target: str, loaded: dict[Path, ModuleType], what: str = "target") -> Any:
+    """Return what ``target`` names; a file already in ``loaded`` is not executed again."""
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
-        raise ConfigurationError(f"target {target!r} must look like MODULE:ATTR or path.py:ATTR")
+        raise ConfigurationError(f"{what} {target!r} must look like MODULE:ATTR or path.py:ATTR")
     try:
         if module_name.endswith(".py"):
-            path = Path(module_name).resolve()
-            spec = importlib.util.spec_from_file_location(path.stem, path)
-            if spec is None or spec.loader is None or not path.is_file():
-                raise ConfigurationError(f"no Python file at {module_name}")
-            # Like `python path.py`, the file's own folder is importable (its helper modules).
-            if str(path.parent) not in sys.path:
-                sys.path.insert(0, str(path.parent))
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
+            module = _load_file(module_name, loaded)
         else:
             # Like `python -m`, modules of the current directory are importable.
             if "" not in sys.path and str(Path.cwd()) not in sys.path:
@@ -78,6 +81,22 @@ def _import_target(target: str) -> Any:
         raise ConfigurationError(f"module {module_name!r} has no attribute {attr!r}") from None
 
 
+def _load_file(name: str, loaded: dict[Path, ModuleType]) -> ModuleType:
+    path = Path(name).resolve()
+    if path in loaded:  # the target's file again (--context pipe.py:Ctx): the same classes
+        return loaded[path]
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise ConfigurationError(f"no Python file at {name}")
+    # Like `python path.py`, the file's own folder is importable (its helper modules).
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    loaded[path] = module
+    return module
+
+
 def pipeline_name(target: str) -> str:
     """Return the run name of a target (``./review.py:flow`` and ``review:flow`` agree)."""
     module, _, attr = target.partition(":")
@@ -86,18 +105,57 @@ def pipeline_name(target: str) -> str:
     return f"{module}:{attr}"
 
 
-def load_runner(target: str, profile: Path | None) -> Flujo[Any, Any, Any]:
-    """Return the runner ``target`` names: a ``Flujo``, or a pipeline or step to wrap in one."""
-    obj = _import_target(target)
+def load_context_model(
+    spec: str, loaded: dict[Path, ModuleType] | None = None
+) -> type[PipelineContext]:
+    """Return the ``PipelineContext`` subclass ``MODULE:CLASS`` (or ``file.py:CLASS``) names."""
+    model = _import_target(spec, {} if loaded is None else loaded, what="--context")
+    if not (isinstance(model, type) and issubclass(model, PipelineContext)):
+        found = model.__name__ if isinstance(model, type) else type(model).__name__
+        raise ConfigurationError(
+            f"--context {spec} is {found}; expected a subclass of flujo.PipelineContext"
+        )
+    return model
+
+
+def _context_model(
+    item: Pipeline[Any, Any] | Step[Any, Any], context: str | None, loaded: dict[Path, ModuleType]
+) -> type[PipelineContext] | None:
+    if context is not None:
+        model = load_context_model(context, loaded)
+        check_context_model(item, model)
+        return model
+    try:
+        return declared_context_model(item)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{exc} with --context MODULE:CLASS") from None
+
+
+def load_runner(
+    target: str, profile: Path | None, context: str | None = None
+) -> Flujo[Any, Any, Any]:
+    """Return the runner ``target`` names: a ``Flujo``, or a pipeline or step to wrap in one.
+
+    A wrapped pipeline runs over the context class ``context`` names (``MODULE:CLASS``),
+    else over the one its steps declare, else over ``PipelineContext``.
+    """
+    loaded: dict[Path, ModuleType] = {}
+    obj = _import_target(target, loaded)
     if isinstance(obj, Flujo):
-        if profile is not None:
-            raise ConfigurationError(
-                f"{target} is a Flujo runner with its own container; --profile applies only "
-                "to a pipeline or step"
-            )
+        for flag, given in (("--profile", profile), ("--context", context)):
+            if given is not None:
+                raise ConfigurationError(
+                    f"{target} is a Flujo runner with its own container and context model; "
+                    f"{flag} applies only to a pipeline or step"
+                )
         return obj
     if isinstance(obj, Pipeline | Step):
-        return Flujo(obj, container=load_container(profile), pipeline_name=pipeline_name(target))
+        return Flujo(
+            obj,
+            context_model=_context_model(obj, context, loaded),
+            container=load_container(profile),
+            pipeline_name=pipeline_name(target),
+        )
     raise ConfigurationError(
         f"{target} is a {type(obj).__name__}; expected a Flujo runner, a Pipeline or a Step"
     )

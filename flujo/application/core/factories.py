@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from flujo.application.core.executor_core import ExecutorCore
 from flujo.domain.errors import ConfigurationError
-from flujo.domain.interfaces import CacheBackend, ExecutionBackend, StateProvider, Telemetry
+from flujo.domain.interfaces import (
+    CacheBackend,
+    ExecutionBackend,
+    StateBackend,
+    StateProvider,
+    Telemetry,
+)
 
 if TYPE_CHECKING:
     from dependency_injector.containers import Container
@@ -134,7 +140,7 @@ class ExecutorFactory:
 
 
 class BackendFactory:
-    """Builds the execution backend that runs steps with an executor."""
+    """Builds the backends of its executor factory's container: execution and run state."""
 
     def __init__(self, executor_factory: ExecutorFactory | None = None) -> None:
         self.executor_factory = executor_factory or ExecutorFactory()
@@ -144,4 +150,9 @@ class BackendFactory:
         container = self.executor_factory.container
         chosen = executor if executor is not None else self.executor_factory.create_executor()
         backend: ExecutionBackend = container.execution_backend(executor=chosen)
+        return backend
+
+    def create_state_backend(self) -> StateBackend:
+        """Return the container's run-state backend (one per container: the same each call)."""
+        backend: StateBackend = self.executor_factory.container.state_backend()
         return backend

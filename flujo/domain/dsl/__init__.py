@@ -7,6 +7,7 @@ on any import circle, function-level imports included)::
         pipeline                     Pipeline: a sequence of nodes
             step                     Step(Node), HumanStep, @step; ``>>`` builds a Pipeline
                 control_flow         BranchStep, LoopStep, ParallelStep, MapStep (all Steps)
+                context_model        the context class a pipeline's callables declare
                     flujo.domain.dsl this package: binds Step's control-flow constructors
 
 ``Step.branch_on``/``loop_until``/``parallel``/``map_over`` build subclasses of
