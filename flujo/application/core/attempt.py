@@ -94,6 +94,15 @@ async def run_step(  # noqa: C901 - the attempt loop stays inline: one coroutine
     isolate = isolates(step)
     if type(context) is session.plain_model:  # known after its first step: no references
         managed, parent, lean = False, None, None
+    elif (
+        type(access := ACCESS.get()) is LeanAccess
+        and access.run_context is context
+        and access.session is session
+        and not session.new_refs
+    ):
+        # A step of the run's own context, every reference bound: the common case, inline.
+        managed, parent = True, None
+        lean = None if isolate or step.composite else access
     else:
         managed, parent, lean, unbound = _placement(session, step, context, isolate)
         if unbound:
