@@ -11,9 +11,8 @@ Rules for doc authors:
   either; say why in the page. Prefer a runnable block.
 
 Each block and each script in examples/ runs as a subprocess whose working
-directory is an empty temporary folder (holding only a ``containers`` link to the
-repository's profiles, so ``FlujoContainer.from_profile("containers/...")`` works
-as it does from a clone) and whose ``XDG_STATE_HOME`` is another temporary
+directory is an empty temporary folder (shipped profiles are found by name, as
+from an installed package) and whose ``XDG_STATE_HOME`` is another temporary
 folder. After the run the working folder must still be empty: examples never
 write to the working directory. Subprocesses start together, a few at a time, to
 keep the whole module fast.
@@ -111,7 +110,6 @@ def _run(snippet: Snippet) -> Outcome:
         tempfile.TemporaryDirectory(prefix="flujo-doc-state-") as state_home,
     ):
         workdir = Path(cwd)
-        (workdir / "containers").symlink_to(ROOT / "containers", target_is_directory=True)
         env = {**os.environ, "XDG_STATE_HOME": state_home, "PYTHONDONTWRITEBYTECODE": "1"}
         env.pop("FLUJO_STATE_URI", None)  # the documented defaults, whatever the caller set
         if snippet.code is None:
@@ -130,7 +128,7 @@ def _run(snippet: Snippet) -> Outcome:
             )
         except subprocess.TimeoutExpired as exc:
             return Outcome(-1, str(exc.stdout or ""), f"timed out after {TIMEOUT_S} s", [])
-        leftovers = sorted(p.name for p in workdir.iterdir() if p.name != "containers")
+        leftovers = sorted(p.name for p in workdir.iterdir())
         return Outcome(done.returncode, done.stdout, done.stderr, leftovers)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -37,8 +36,10 @@ out = Console()
 err = Console(stderr=True)
 
 ProfileOption = Annotated[
-    Path | None,
-    typer.Option("--profile", "-p", help="Container profile (YAML), e.g. containers/default.yaml."),
+    str | None,
+    typer.Option(
+        "--profile", "-p", help="Container profile: a shipped name (testing) or a YAML path."
+    ),
 ]
 
 

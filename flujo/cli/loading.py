@@ -42,8 +42,8 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
-def load_container(profile: Path | None) -> Any:
-    """Return a container for ``profile`` (the default configuration when ``None``)."""
+def load_container(profile: str | None) -> Any:
+    """Return a container for ``profile``, a shipped name or a path (defaults when ``None``)."""
     return FlujoContainer() if profile is None else FlujoContainer.from_profile(profile)
 
 
@@ -86,7 +86,7 @@ def pipeline_name(target: str) -> str:
     return f"{module}:{attr}"
 
 
-def load_runner(target: str, profile: Path | None) -> Flujo[Any, Any, Any]:
+def load_runner(target: str, profile: str | None) -> Flujo[Any, Any, Any]:
     """Return the runner ``target`` names: a ``Flujo``, or a pipeline or step to wrap in one."""
     obj = _import_target(target)
     if isinstance(obj, Flujo):
