@@ -14,6 +14,7 @@ from rich.table import Column, Table
 
 from flujo.application.core.resume import MISSING, run_info, run_infos
 from flujo.application.runner import Flujo
+from flujo.cli.graph import graph_command
 from flujo.cli.loading import load_container, load_runner, parse_duration, parse_input
 from flujo.domain.errors import FlujoError, RunNotFoundError
 from flujo.domain.events import HookEvent, RunFinished, StepFinished, StepStarted
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 runs_app = typer.Typer(help="List, inspect, resume and prune stored runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
+app.command("graph")(graph_command)
 
 out = Console()
 err = Console(stderr=True)

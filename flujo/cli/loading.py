@@ -16,7 +16,14 @@ from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.dsl.step import Step
 from flujo.domain.errors import ConfigurationError
 
-__all__ = ["load_container", "load_runner", "parse_duration", "parse_input", "pipeline_name"]
+__all__ = [
+    "load_container",
+    "load_pipeline",
+    "load_runner",
+    "parse_duration",
+    "parse_input",
+    "pipeline_name",
+]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -98,6 +105,18 @@ def load_runner(target: str, profile: str | None) -> Flujo[Any, Any, Any]:
         return obj
     if isinstance(obj, Pipeline | Step):
         return Flujo(obj, container=load_container(profile), pipeline_name=pipeline_name(target))
+    raise ConfigurationError(
+        f"{target} is a {type(obj).__name__}; expected a Flujo runner, a Pipeline or a Step"
+    )
+
+
+def load_pipeline(target: str) -> Pipeline[Any, Any]:
+    """Return the pipeline ``target`` names: a runner's, a pipeline, or a step as one."""
+    obj = _import_target(target)
+    if isinstance(obj, Flujo):
+        return Pipeline.of(obj.pipeline)
+    if isinstance(obj, Pipeline | Step):
+        return Pipeline.of(obj)
     raise ConfigurationError(
         f"{target} is a {type(obj).__name__}; expected a Flujo runner, a Pipeline or a Step"
     )

@@ -111,7 +111,9 @@ def test_the_profiles_are_found_through_importlib_resources_in_a_zipped_package(
         zipped.write(PACKAGE / "profiles" / "__init__.py", "zipped_flujo/profiles/__init__.py")
         zipped.writestr("zipped_flujo/__init__.py", "")
         for name in shipped_profiles():
-            zipped.write(PACKAGE / "profiles" / f"{name}.yaml", f"zipped_flujo/profiles/{name}.yaml")
+            zipped.write(
+                PACKAGE / "profiles" / f"{name}.yaml", f"zipped_flujo/profiles/{name}.yaml"
+            )
     monkeypatch.syspath_prepend(str(archive))
     try:
         import zipped_flujo.profiles as zipped_profiles
@@ -130,7 +132,9 @@ def test_the_cli_takes_a_profile_by_name_from_any_folder(
         "from flujo import Step\nflow = Step.from_callable(lambda x: x + 1, name='inc')\n",
         encoding="utf-8",
     )
-    result = CliRunner().invoke(app, ["run", "flow.py:flow", "--input", "1", "--profile", "testing"])
+    result = CliRunner().invoke(
+        app, ["run", "flow.py:flow", "--input", "1", "--profile", "testing"]
+    )
     assert result.exit_code == 0, result.output
     assert "completed run" in result.stdout
     assert not (isolated_state_home / "flujo" / "runs.db").exists()  # the testing profile
