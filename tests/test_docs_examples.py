@@ -45,7 +45,6 @@ from pathlib import Path
 import pytest
 
 from tests.doc_blocks import (
-    SKIP_MARKER,
     Command,
     Graph,
     Program,
@@ -278,104 +277,60 @@ def test_docs_have_every_kind_of_snippet() -> None:
     assert any(s.program and s.program.expected for s in SNIPPETS)
 
 
-# --- the conventions themselves ---------------------------------------------------------
+# --- the harness itself ---------------------------------------------------------------
 
 
-def test_block_parser_follows_the_rules() -> None:
-    page = read_page(
-        "\n".join(
-            [
-                "```python",
-                "print('run')",
-                "```",
-                "",
-                '```text title="Output"',
-                "run",
-                "```",
-                "```python-fragment",
-                "def signature(): ...",
-                "```",
-                SKIP_MARKER,
-                "```python",
-                "raise SystemExit(1)",
-                "```",
-                "````python",
-                "print('```')",
-                "````",
-                '```python title="mod.py"',
-                "X = 1",
-                "```",
-                "```console",
-                "$ python -c 'import mod; print(mod.X)'",
-                "1",
-                "$ echo a \\",
-                "  b",
-                "a b",
-                "```",
-                "<!-- docs-test: graph examples/x.py:pipeline -->",
-                "```mermaid",
-                "flowchart TD",
-                "```",
-                "```mermaid",
-                "flowchart LR",
-                "```",
-            ]
-        )
-    )
-    assert [(p.code, p.expected) for p in page.programs] == [
-        ("print('run')\n", "run\n"),
-        ("print('```')\n", None),
+def _snippet_of(page_text: str) -> list[Snippet]:
+    page = read_page(page_text)
+    made = [
+        Snippet(f"t:{p.line}", ROOT / "t.md", p.line, "program", program=p) for p in page.programs
     ]
-    assert page.session == [
-        SessionFile("mod.py", "X = 1\n", 18),
-        Command("python -c 'import mod; print(mod.X)'", "1\n", 22),
-        Command("echo a \\\n  b", "a b\n", 24),
-    ]
-    assert page.graphs == [Graph("examples/x.py:pipeline", "flowchart TD\n", 29)]
-    assert page.problems == []
+    if page.session:
+        made.append(Snippet("t:console", ROOT / "t.md", 1, "session", session=tuple(page.session)))
+    return made
 
 
-def test_misplaced_output_blocks_and_unused_files_are_reported() -> None:
-    page = read_page(
-        "\n".join(
-            [
-                "```python",
-                "print(1)",
-                "```",
-                "some prose in between",
-                '```text title="Output"',
-                "1",
-                "```",
-                '```python title="lonely.py"',
-                "X = 1",
-                "```",
-            ]
-        )
+def test_a_program_runs_away_from_the_repository_as_a_newcomer_would() -> None:
+    root, home = str(ROOT), os.path.expanduser("~")
+    code = (
+        "import os, pathlib\n"
+        f"print(pathlib.Path.cwd() != pathlib.Path({root!r}), sorted(os.listdir()))\n"
+        "print(os.environ.get('XDG_STATE_HOME'), os.environ.get('FLUJO_STATE_URI'))\n"
+        f"print(pathlib.Path.home() != pathlib.Path({home!r}))\n"
     )
-    assert page.programs[0].expected is None
-    assert len(page.problems) == 2
-    assert "line 5: an Output block" in page.problems[0]
-    assert "lonely.py" in page.problems[1]
+    (snippet,) = _snippet_of(f"```python\n{code}```\n")
+    outcome = _run(snippet)
+    assert normalized(outcome.runs[0].output) == ["True []", "None None", "True"]
 
 
-@pytest.mark.parametrize(
-    ("expected", "actual", "ok"),
-    [
-        ("a\nb\n", "a\nb\n", True),
-        ("a\nb\n", "a\nc\n", False),
-        ("a\n", "a\nb\n", False),
-        ("completed run ...\n6\n", "completed run 0123abcd\n6\n", True),
-        ("ok draft (... ms)\n", "ok draft (0.1 ms)\n", True),
-        ("ok draft (... ms)\n", "ok draft 0.1 ms\n", False),
-        ("first\n...\nlast\n", "first\nlast\n", True),
-        ("first\n...\nlast\n", "first\nx\ny\nlast\n", True),
-        ("first\n...\nlast\n", "first\nx\ny\n", False),
-        ("\n  a   \n\n", "  a\n", True),
-        ("  a\n", "a\n", False),  # leading spaces count
-        ("a\n", "\x1b[32ma\x1b[0m\n", True),
-        ("[1, 2]\n", "[1, 2]\n", True),  # brackets are text, never a pattern
-        ("a.b\n", "axb\n", False),
-    ],
-)
-def test_output_matching_and_its_wildcards(expected: str, actual: str, ok: bool) -> None:
-    assert matches(expected, actual) is ok
+def test_a_wrong_output_block_or_an_unshown_print_fails_the_check() -> None:
+    wrong, unshown = _snippet_of(
+        "```python\nprint('spans', ['a', 'b'])\n```\n\n"
+        "```text title=\"Output\"\nspans ['a']\n```\n"
+        "```python\nprint('shown nowhere')\n```\n"
+    )
+    for snippet in (wrong, unshown):
+        with pytest.raises(AssertionError):
+            _check_program(snippet, _run(snippet).runs[0])
+
+
+def test_a_console_session_shares_its_folder_and_checks_each_command() -> None:
+    (good,) = _snippet_of(
+        '```python title="pkg/mod.py"\nX = 41\n```\n'
+        "```console\n"
+        "$ python -c 'import sys; sys.path.insert(0, \"pkg\"); import mod; print(mod.X + 1)'\n"
+        "42\n"
+        "$ ls\n"
+        "pkg\n"
+        "$ flujo --help\n"
+        "...\n"
+        "...Usage: flujo [OPTIONS] COMMAND...\n"
+        "...\n"
+        "```\n"
+    )
+    outcome = _run(good)
+    _check_session(good, outcome.runs)
+    assert outcome.leftovers == []
+    (bad,) = _snippet_of('```console\n$ echo "run 1"\nrun 2\n```\n')
+    with pytest.raises(AssertionError, match="run 2"):
+        _check_session(bad, _run(bad).runs)
