@@ -20,7 +20,7 @@ from flujo.domain.interfaces import RunRecord, StateBackend, StepRecord, Version
 from flujo.domain.models import RunStatus
 from flujo.providers import InMemoryStateProvider
 
-TESTING_PROFILE = "containers/testing.yaml"
+TESTING_PROFILE = "testing"
 LEASE_S = 0.4
 HEARTBEAT_S = 0.05
 

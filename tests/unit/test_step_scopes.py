@@ -12,7 +12,6 @@ import asyncio
 import copy
 import threading
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
@@ -28,7 +27,7 @@ from flujo.domain.reducers import append
 from flujo.infra.hashing import Blake3Hasher
 from tests.doubles import RecordingProvider
 
-TESTING_PROFILE = Path(__file__).resolve().parents[2] / "containers" / "testing.yaml"
+TESTING_PROFILE = "testing"
 
 
 def memory_container() -> Any:
