@@ -70,9 +70,7 @@ def run_command(
         # Chosen here, not in the run, so Ctrl-C can name the run to resume.
         chosen = run_id or runner.container.run_id()
         try:
-            result = with_progress(
-                runner, lambda: runner.run(data, run_id=chosen, replace=replace)
-            )
+            result = with_progress(runner, lambda: runner.run(data, run_id=chosen, replace=replace))
         except KeyboardInterrupt:
             interrupted(chosen, invocation)
         report(result, invocation)

@@ -66,6 +66,7 @@ class FaultyStateBackend:
     """
 
     inner: StateBackend
+    _plan: FaultPlan
 
     @overload
     def __new__(
@@ -77,12 +78,9 @@ class FaultyStateBackend:
         cls, inner: StateBackend, **faults: Unpack[BackendFaults]
     ) -> FaultyStateBackend: ...
 
-    def __new__(cls, inner: Any, **_: Any) -> Any:
-        """Make a ``FaultyAtomicBackend`` when ``inner`` commits provider writes atomically."""
-        chosen = FaultyAtomicBackend if cls is FaultyStateBackend and _is_atomic(inner) else cls
-        return object.__new__(chosen)
-
-    def __init__(self, inner: StateBackend, **faults: Unpack[BackendFaults]) -> None:
+    def __new__(cls, inner: Any, **faults: Unpack[BackendFaults]) -> Any:
+        """Wrap ``inner``: a ``FaultyAtomicBackend`` when it commits provider writes atomically."""
+        # Built here, with no __init__, so type checkers read the overloads above.
         missing = [
             op for op in (*BACKEND_OPERATIONS, "close") if not callable(getattr(inner, op, None))
         ]
@@ -90,9 +88,12 @@ class FaultyStateBackend:
             raise TypeError(
                 f"FaultyStateBackend wraps a StateBackend; {inner!r} has no {', '.join(missing)}"
             )
+        chosen = FaultyAtomicBackend if cls is FaultyStateBackend and _is_atomic(inner) else cls
+        self: FaultyStateBackend = object.__new__(chosen)
         self.inner = inner
         self._plan = FaultPlan(BACKEND_OPERATIONS, StateBackendError)
         self._plan.install(cast("Mapping[str, Faults | None]", faults))
+        return self
 
     @property
     def shared_across_loops(self) -> bool:

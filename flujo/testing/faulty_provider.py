@@ -48,6 +48,7 @@ class FaultyProvider(Generic[T]):
 
     inner: StateProvider[T]
     copy_values: bool
+    _plan: FaultPlan
 
     @overload
     def __new__(
@@ -69,27 +70,27 @@ class FaultyProvider(Generic[T]):
         copy_values: bool = False,
     ) -> FaultyProvider[T]: ...
 
-    def __new__(cls, inner: Any, **_: Any) -> Any:
-        """Make a ``FaultyVersionedProvider`` when ``inner`` is versioned."""
-        chosen = FaultyVersionedProvider if cls is FaultyProvider and _is_versioned(inner) else cls
-        return object.__new__(chosen)
-
-    def __init__(
-        self,
-        inner: StateProvider[T],
+    def __new__(
+        cls,
+        inner: Any,
         *,
         load: Faults | None = None,
         save: Faults | None = None,
         copy_values: bool = False,
-    ) -> None:
+    ) -> Any:
+        """Wrap ``inner``: a ``FaultyVersionedProvider`` when ``inner`` is versioned."""
+        # Built here, with no __init__, so type checkers read the overloads above.
         if not (callable(getattr(inner, "load", None)) and callable(getattr(inner, "save", None))):
             raise TypeError(
                 f"FaultyProvider wraps a StateProvider (async load and save), got {inner!r}"
             )
+        chosen = FaultyVersionedProvider if cls is FaultyProvider and _is_versioned(inner) else cls
+        self: FaultyProvider[Any] = object.__new__(chosen)
         self.inner = inner
         self.copy_values = copy_values
         self._plan = FaultPlan(("load", "save"), InjectedFault)
         self._plan.install({"load": load, "save": save})
+        return self
 
     @property
     def calls(self) -> dict[str, int]:

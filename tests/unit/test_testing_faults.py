@@ -1,4 +1,4 @@
-"""flujo.testing's fault injection: ``Faults`` schedules, ``FaultyProvider``, ``FaultyStateBackend``."""
+"""flujo.testing's fault injection: ``Faults``, ``FaultyProvider`` and ``FaultyStateBackend``."""
 
 from __future__ import annotations
 
@@ -160,9 +160,9 @@ async def test_inject_counts_from_where_it_is_called_and_heal_removes_every_sche
 
 def test_a_typo_in_an_operation_is_an_error_naming_the_operations() -> None:
     provider = FaultyProvider(DictStateProvider())
-    with pytest.raises(ValueError, match="no operation 'sav'.*load, save"):
+    with pytest.raises(ValueError, match=r"no operation 'sav'.*load, save"):
         provider.inject(sav=Faults.always())  # type: ignore[call-arg]
-    with pytest.raises(ValueError, match="no operation 'checkpoints'.*create_run, claim_run"):
+    with pytest.raises(ValueError, match=r"no operation 'checkpoints'.*create_run, claim_run"):
         FaultyStateBackend(InMemoryBackend(), checkpoints=Faults.always())  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="takes a Faults schedule"):
         provider.inject(save=3)  # type: ignore[typeddict-item]

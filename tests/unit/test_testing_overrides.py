@@ -15,7 +15,7 @@ from dependency_injector import providers
 
 from flujo import Flujo, Step
 from flujo.containers import FlujoContainer
-from flujo.domain.errors import ConfigurationError
+from flujo.domain.errors import ConfigurationError, StateBackendError
 from flujo.state import InMemoryBackend
 from flujo.testing import (
     FakeClock,
@@ -152,9 +152,11 @@ async def test_a_faulty_backend_swapped_in_reaches_the_next_run() -> None:
     runner = _runner(container)
     assert (await runner.run_async(1)).success
     faulty = FaultyStateBackend(container.state_backend(), create_run=Faults.always())
-    with override_providers(container, state_backend=faulty):
-        with pytest.raises(Exception, match="injected fault: create_run call 1"):
-            await runner.run_async(2)
+    with (
+        override_providers(container, state_backend=faulty),
+        pytest.raises(StateBackendError, match="injected fault: create_run call 1"),
+    ):
+        await runner.run_async(2)
     assert (await runner.run_async(3)).success
 
 
