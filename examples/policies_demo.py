@@ -18,8 +18,6 @@ written to disk). It asserts what it shows, so it exits non-zero on a regression
 
 from __future__ import annotations
 
-from typing import Any
-
 from flujo import Flujo, PipelineContext, Step, StepOutput, UsageLimits, ValidationResult
 from flujo.domain.events import HookEvent, StepFinished
 
@@ -83,15 +81,16 @@ def canned_fix(reply: str) -> str:
     return reply + " Meanwhile, see https://example.com/help/billing."
 
 
-def build_pipeline() -> Any:
-    return (
-        Step.from_callable(classify, cache=True, cache_ttl_s=3600)
-        >> Step.from_callable(
-            fetch_account, max_retries=3, backoff_s=0.002, backoff_factor=2, jitter=True
-        )
-        >> Step.from_callable(draft_reply, validators=[greets_customer], max_retries=1)
-        >> Step.from_callable(suggest_fix).fallback(Step.from_callable(canned_fix))
+# Steps are immutable: the two runners below share this pipeline (and so does
+# `flujo graph examples/policies_demo.py:pipeline`).
+pipeline = (
+    Step.from_callable(classify, cache=True, cache_ttl_s=3600)
+    >> Step.from_callable(
+        fetch_account, max_retries=3, backoff_s=0.002, backoff_factor=2, jitter=True
     )
+    >> Step.from_callable(draft_reply, validators=[greets_customer], max_retries=1)
+    >> Step.from_callable(suggest_fix).fallback(Step.from_callable(canned_fix))
+)
 
 
 def main() -> None:
@@ -106,7 +105,7 @@ def main() -> None:
             finished.append(f"  {event.step_name:<14} ok={r.success} {how}")
 
     ticket = "My invoice shows the wrong amount"
-    runner = Flujo(build_pipeline(), context_model=Ticket, hooks=[on_event], persist_state=False)
+    runner = Flujo(pipeline, context_model=Ticket, hooks=[on_event], persist_state=False)
 
     # --- first run: every policy at work ----------------------------------------------
     first = runner.run(ticket)
@@ -138,7 +137,7 @@ def main() -> None:
     # --- a tight budget: the run stops after the step that crossed it ------------------
     finished.clear()
     budget = UsageLimits(total_cost_usd_limit=0.03)
-    tight = Flujo(build_pipeline(), context_model=Ticket, usage_limits=budget, persist_state=False)
+    tight = Flujo(pipeline, context_model=Ticket, usage_limits=budget, persist_state=False)
     Calls.account = Calls.drafts = 0
     stopped = tight.run("Where is my invoice?")
     print(f"\nwith a $0.03 budget: {stopped.status}: {stopped.error}")

@@ -46,8 +46,11 @@ def verdict(text: str, *, context: Review) -> str:
     return f"ok ({context.words} words)"
 
 
+pipeline = normalize >> check_words >> verdict  # `flujo graph examples/quickstart.py:pipeline`
+
+
 def main() -> None:
-    runner = Flujo(normalize >> check_words >> verdict, context_model=Review)
+    runner = Flujo(pipeline, context_model=Review)
 
     calm = runner.run("Please  review the draft when you can")
     print(f"{calm.status}: {calm.output}")

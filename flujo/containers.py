@@ -36,6 +36,7 @@ from flujo.infra.state.postgres import PostgresBackend
 from flujo.infra.state.sqlite import SQLiteBackend
 from flujo.infra.telemetry import LoggingTelemetry, NullTelemetry
 from flujo.infra.usage import ThreadSafeMeter
+from flujo.profiles import is_profile_name, locate_profile
 from flujo.settings import FlujoSettings, load_settings
 
 __all__ = ["Configured", "FlujoContainer", "Settings", "load_profile", "new_executor"]
@@ -68,24 +69,29 @@ def new_owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
-def load_profile(path: str | Path) -> dict[str, Any]:
-    """Read and validate a YAML profile; return its configuration as a dict."""
+def load_profile(profile: str | Path) -> dict[str, Any]:
+    """Read and validate a profile, by shipped name or by path; return its configuration.
+
+    ``"testing"`` (a bare name) is the profile shipped in the package; a ``Path``, or a
+    string holding ``/`` or ``.``, is a file (see ``flujo.profiles``).
+    """
     import yaml  # only profile users pay for the YAML import
 
-    profile = Path(path)
+    source = locate_profile(profile)
+    shown = source if is_profile_name(profile) else profile  # a path as the caller wrote it
     try:
-        raw = yaml.safe_load(profile.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigurationError(f"cannot read container profile {profile}: {exc}") from exc
+        raise ConfigurationError(f"cannot read container profile {shown}: {exc}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigurationError(f"container profile {profile} is not valid YAML: {exc}") from exc
+        raise ConfigurationError(f"container profile {shown} is not valid YAML: {exc}") from exc
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigurationError(
-            f"container profile {profile} must be a mapping, got {type(raw).__name__}"
+            f"container profile {shown} must be a mapping, got {type(raw).__name__}"
         )
-    load_settings(raw, source=f"profile {profile}")
+    load_settings(raw, source=f"profile {shown}")
     return raw
 
 
@@ -259,8 +265,12 @@ class FlujoContainer(containers.DeclarativeContainer):
     execution_backend = providers.Factory(LocalExecutionBackend, executor=executor)
 
     @classmethod
-    def from_profile(cls, path: str | Path) -> Any:
-        """Return a new container configured from the YAML profile at ``path``."""
+    def from_profile(cls, profile: str | Path) -> Any:
+        """Return a new container configured from a shipped profile's name or a YAML path.
+
+        ``from_profile("testing")`` finds the profile shipped in the package from any
+        folder; ``from_profile("conf/ci.yaml")`` or a ``Path`` reads that file.
+        """
         container = cls()
-        container.config.from_dict(load_profile(path))
+        container.config.from_dict(load_profile(profile))
         return container

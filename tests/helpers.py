@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flujo.domain.interfaces import AttributeValue
@@ -96,3 +99,8 @@ class Flaky:
         if self.calls <= self.failures:
             raise self.exc(f"boom {self.calls}")
         return data
+
+
+def read_only(path: Path | str) -> contextlib.closing[sqlite3.Connection]:
+    """Open a SQLite file read-only, closed when the ``with`` block ends (no ResourceWarning)."""
+    return contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5))

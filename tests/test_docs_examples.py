@@ -1,28 +1,39 @@
-"""Every example in the docs runs: the Python blocks of README.md and docs/**/*.md, and examples/.
+"""Every example in the docs runs and prints what the page says: README.md, docs/**, examples/.
 
-Rules for doc authors:
+Rules for doc authors (the parsing lives in tests/doc_blocks.py):
 
-- A block fenced as ```python is a complete program. It is run on its own, in a
-  fresh interpreter, and must exit with status 0; use ``assert`` to check results.
-- A block that is not a complete program (a signature, an excerpt) uses another
-  fence: ```python-fragment (still highlighted as Python by most renderers), or
-  ```text, ```yaml, ```bash. Those are never run.
-- A ```python block preceded by the line ``<!-- docs-test: skip -->`` is not run
-  either; say why in the page. Prefer a runnable block.
+- A ```python block is a complete program, run on its own in a fresh interpreter;
+  it must exit with status 0 (use ``assert`` to check results).
+- If the program prints anything, a ```text title="Output" block follows it
+  directly (only blank lines between) and shows it: stdout and stderr together,
+  as a terminal shows them. In that block a line that is only ``...`` stands for
+  any number of lines, and ``...`` inside a line for any text on it (run ids,
+  timings, paths). Trailing spaces and blank lines at either end do not count.
+- A ```python title="NAME.py" block is a file, not a program: it is written into
+  the page's session folder for the ```console blocks after it.
+- A ```console block is a shell session: each ``$ command`` line runs (through
+  bash, a trailing ``\\`` continuing it), and the lines after it, up to the next
+  ``$``, are what it prints, with the same wildcards. All the console blocks of a
+  page run in order in one folder with one state home, as one user would type
+  them. ``flujo`` there is this checkout's command.
+- A ```mermaid block after ``<!-- docs-test: graph TARGET -->`` is what
+  ``flujo graph TARGET`` prints, TARGET being relative to the repository root
+  (``examples/quickstart.py:pipeline``).
+- Anything else (```python-fragment, ```bash, ```text, ```yaml ...) is not run, and
+  ``<!-- docs-test: skip -->`` before a ```python block leaves it out; say why.
 
-Each block and each script in examples/ runs as a subprocess whose working
-directory is an empty temporary folder (holding only a ``containers`` link to the
-repository's profiles, so ``FlujoContainer.from_profile("containers/...")`` works
-as it does from a clone) and whose ``XDG_STATE_HOME`` is another temporary
-folder. After the run the working folder must still be empty: examples never
-write to the working directory. Subprocesses start together, a few at a time, to
-keep the whole module fast.
+Everything runs as a user's first day would: the working directory is an empty
+temporary folder, never the repository; ``HOME`` is another one, with
+``XDG_STATE_HOME`` and ``FLUJO_STATE_URI`` unset, so the documented defaults
+(``~/.local/state/flujo/runs.db``) are what is used; the terminal is 132 columns
+wide, without colour. After a program the working folder must still be empty:
+examples never write to the working directory. Runs start together, a few at a
+time, to keep the module fast.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -33,64 +44,58 @@ from pathlib import Path
 
 import pytest
 
+from tests.doc_blocks import (
+    Command,
+    Graph,
+    Program,
+    SessionFile,
+    matches,
+    normalized,
+    page_of,
+    read_page,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
-SKIP_MARKER = "<!-- docs-test: skip -->"
 TIMEOUT_S = 120
-
-_FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^`\n]*)$")
-
-
-@dataclass(frozen=True)
-class Snippet:
-    """One runnable thing: a doc block or an example script."""
-
-    id: str
-    code: str | None  # the program text, or None for a script file
-    path: Path
-    line: int
+COLUMNS = "132"
 
 
 def _shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def python_blocks(path: Path) -> list[Snippet]:
-    """Return the ```python blocks of a Markdown file that are not marked to skip."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    found: list[Snippet] = []
-    index = 0
-    while index < len(lines):
-        match = _FENCE.match(lines[index])
-        if match is None:
-            index += 1
-            continue
-        fence, info = match["fence"], match["info"].strip()
-        start = index
-        index += 1
-        body: list[str] = []
-        while index < len(lines) and not lines[index].strip().startswith(fence):
-            body.append(lines[index])
-            index += 1
-        index += 1  # the closing fence
-        language = info.split()[0] if info else ""
-        previous = lines[start - 1].strip() if start > 0 else ""
-        if language == "python" and previous != SKIP_MARKER:
-            found.append(
-                Snippet(
-                    id=f"{_shown(path)}:{start + 1}",
-                    code="\n".join(body) + "\n",
-                    path=path,
-                    line=start + 1,
-                )
-            )
-    return found
+@dataclass(frozen=True)
+class Snippet:
+    """One thing to run: a program, a page's console session, a graph, or a script."""
+
+    id: str
+    path: Path
+    line: int
+    kind: str  # "program", "session", "graph" or "script"
+    program: Program | None = None
+    session: tuple[SessionFile | Command, ...] = ()
+    graph: Graph | None = None
 
 
 def all_snippets() -> list[Snippet]:
-    snippets = [block for doc in DOC_FILES for block in python_blocks(doc)]
-    snippets += [Snippet(id=_shown(script), code=None, path=script, line=1) for script in EXAMPLES]
+    snippets: list[Snippet] = []
+    for doc in DOC_FILES:
+        page = page_of(doc)
+        where = _shown(doc)
+        for program in page.programs:
+            snippets.append(
+                Snippet(f"{where}:{program.line}", doc, program.line, "program", program=program)
+            )
+        if page.session:
+            first = page.session[0].line
+            snippets.append(
+                Snippet(f"{where}:console", doc, first, "session", session=tuple(page.session))
+            )
+        for graph in page.graphs:
+            snippets.append(Snippet(f"{where}:{graph.line}", doc, graph.line, "graph", graph=graph))
+    snippets += [Snippet(_shown(s), s, 1, "script") for s in EXAMPLES]
     return snippets
 
 
@@ -98,40 +103,92 @@ SNIPPETS = all_snippets()
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Ran:
+    """One process: its exit status and everything it printed."""
+
+    what: str
+    line: int
     returncode: int
-    stdout: str
-    stderr: str
+    output: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    runs: list[Ran]
     leftovers: list[str]
 
 
+def _shim(folder: Path) -> Path:
+    """A ``flujo`` command on PATH that runs this interpreter's flujo."""
+    bin_dir = folder / "bin"
+    bin_dir.mkdir()
+    command = bin_dir / "flujo"
+    command.write_text(
+        f"#!{sys.executable}\nfrom flujo.cli.app import main\nmain()\n", encoding="utf-8"
+    )
+    command.chmod(0o755)
+    return bin_dir
+
+
+def _environment(home: Path, bin_dir: Path) -> dict[str, str]:
+    env = {**os.environ, "HOME": str(home), "PYTHONDONTWRITEBYTECODE": "1"}
+    for name in ("XDG_STATE_HOME", "FLUJO_STATE_URI", "FORCE_COLOR"):
+        env.pop(name, None)  # the documented defaults, whatever the caller set
+    env.update(
+        PYTHONUNBUFFERED="1",  # stdout and stderr interleave as on a terminal
+        COLUMNS=COLUMNS,
+        NO_COLOR="1",
+        TERM="dumb",
+        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+    )
+    return env
+
+
+def _call(command: list[str], cwd: Path, env: dict[str, str], what: str, line: int) -> Ran:
+    try:
+        done = subprocess.run(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        return Ran(what, line, -1, f"{exc.stdout or ''}\ntimed out after {TIMEOUT_S} s")
+    return Ran(what, line, done.returncode, done.stdout)
+
+
 def _run(snippet: Snippet) -> Outcome:
-    with (
-        tempfile.TemporaryDirectory(prefix="flujo-doc-cwd-") as cwd,
-        tempfile.TemporaryDirectory(prefix="flujo-doc-state-") as state_home,
-    ):
-        workdir = Path(cwd)
-        (workdir / "containers").symlink_to(ROOT / "containers", target_is_directory=True)
-        env = {**os.environ, "XDG_STATE_HOME": state_home, "PYTHONDONTWRITEBYTECODE": "1"}
-        env.pop("FLUJO_STATE_URI", None)  # the documented defaults, whatever the caller set
-        if snippet.code is None:
-            command = [sys.executable, str(snippet.path)]
-        else:
-            command = [sys.executable, "-c", snippet.code]
-        try:
-            done = subprocess.run(
-                command,
-                cwd=workdir,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            return Outcome(-1, str(exc.stdout or ""), f"timed out after {TIMEOUT_S} s", [])
-        leftovers = sorted(p.name for p in workdir.iterdir() if p.name != "containers")
-        return Outcome(done.returncode, done.stdout, done.stderr, leftovers)
+    with tempfile.TemporaryDirectory(prefix="flujo-doc-") as tmp:
+        base = Path(tmp)
+        workdir, home = base / "cwd", base / "home"
+        workdir.mkdir()
+        home.mkdir()
+        env = _environment(home, _shim(base))
+        runs: list[Ran] = []
+        written: set[str] = set()
+        if snippet.program is not None:
+            code = snippet.program.code
+            runs.append(_call([sys.executable, "-c", code], workdir, env, "program", snippet.line))
+        elif snippet.graph is not None:
+            module, _, attr = snippet.graph.target.partition(":")
+            target = f"{ROOT / module}:{attr}"
+            runs.append(_call(["flujo", "graph", target], workdir, env, "graph", snippet.line))
+        elif snippet.kind == "script":
+            runs.append(_call([sys.executable, str(snippet.path)], workdir, env, "script", 1))
+        for item in snippet.session:
+            if isinstance(item, SessionFile):
+                file = workdir / item.name  # a title may name a subfolder: flows/shout.py
+                file.parent.mkdir(parents=True, exist_ok=True)
+                file.write_text(item.text, encoding="utf-8")
+                written.add(Path(item.name).parts[0])
+            else:
+                runs.append(_call(["bash", "-c", item.command], workdir, env, "$", item.line))
+        leftovers = sorted(p.name for p in workdir.iterdir() if p.name not in written)
+        return Outcome(runs, leftovers)
 
 
 @pytest.fixture(scope="module")
@@ -149,44 +206,131 @@ def outcomes(request: pytest.FixtureRequest) -> Iterator[dict[str, Future[Outcom
         yield {s.id: pool.submit(_run, s) for s in SNIPPETS if s.id in selected}
 
 
-def test_docs_have_python_blocks() -> None:
-    assert any(s.code is not None for s in SNIPPETS), "no ```python block found in the docs"
-    names = {s.path.name for s in SNIPPETS}
-    assert {"state_providers_demo.py", "quickstart.py"} <= names
+def _difference(expected: str, actual: str) -> str:
+    shown = "\n".join(normalized(expected))
+    got = "\n".join(normalized(actual))
+    return f"--- the page shows\n{shown}\n--- it printed\n{got}"
+
+
+def _check_program(snippet: Snippet, ran: Ran) -> None:
+    assert snippet.program is not None
+    where = f"{_shown(snippet.path)}, line {snippet.line}"
+    assert ran.returncode == 0, f"{where} exited with {ran.returncode}\n{ran.output}"
+    expected = snippet.program.expected
+    if expected is None:
+        assert not normalized(ran.output), (
+            f'{where} prints, but no ```text title="Output" block follows it to show '
+            f"what:\n{ran.output}"
+        )
+        return
+    assert matches(expected, ran.output), (
+        f"{where}: the output shown at line {snippet.program.expected_line} is not what it "
+        f"prints\n{_difference(expected, ran.output)}"
+    )
+
+
+def _check_session(snippet: Snippet, runs: list[Ran]) -> None:
+    commands = [item for item in snippet.session if isinstance(item, Command)]
+    assert len(commands) == len(runs)
+    for command, ran in zip(commands, runs, strict=True):
+        where = f"{_shown(snippet.path)}, line {command.line}: $ {command.command}"
+        assert ran.returncode >= 0, f"{where}\n{ran.output}"
+        assert matches(command.expected, ran.output), (
+            f"{where}\n(exit status {ran.returncode})\n{_difference(command.expected, ran.output)}"
+        )
 
 
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=[s.id for s in SNIPPETS])
-def test_example_runs(snippet: Snippet, outcomes: dict[str, Future[Outcome]]) -> None:
+def test_example_runs_and_prints_what_the_page_shows(
+    snippet: Snippet, outcomes: dict[str, Future[Outcome]]
+) -> None:
     outcome = outcomes[snippet.id].result()
     where = f"{_shown(snippet.path)}, line {snippet.line}"
-    assert outcome.returncode == 0, (
-        f"{where} exited with {outcome.returncode}\n"
-        f"--- stdout\n{outcome.stdout}\n--- stderr\n{outcome.stderr}"
-    )
+    if snippet.kind == "program":
+        _check_program(snippet, outcome.runs[0])
+    elif snippet.kind == "session":
+        _check_session(snippet, outcome.runs)
+    elif snippet.kind == "graph":
+        assert snippet.graph is not None
+        ran = outcome.runs[0]
+        assert ran.returncode == 0, f"{where}: flujo graph failed\n{ran.output}"
+        assert normalized(snippet.graph.chart) == normalized(ran.output), (
+            f"{where}: the chart is not what `flujo graph {snippet.graph.target}` draws today; "
+            f"paste its output\n{_difference(snippet.graph.chart, ran.output)}"
+        )
+    else:
+        ran = outcome.runs[0]
+        assert ran.returncode == 0, f"{where} exited with {ran.returncode}\n{ran.output}"
     assert not outcome.leftovers, f"{where} wrote to the working directory: {outcome.leftovers}"
 
 
-def test_block_parser_follows_the_rules(tmp_path: Path) -> None:
-    page = tmp_path / "page.md"
-    page.write_text(
-        "\n".join(
-            [
-                "```python",
-                "print('run')",
-                "```",
-                "```python-fragment",
-                "def signature(): ...",
-                "```",
-                SKIP_MARKER,
-                "```python",
-                "raise SystemExit(1)",
-                "```",
-                "````python",
-                "print('```')",
-                "````",
-            ]
-        ),
-        encoding="utf-8",
+@pytest.mark.parametrize("doc", DOC_FILES, ids=_shown)
+def test_every_output_block_and_session_file_has_its_place(doc: Path) -> None:
+    assert page_of(doc).problems == []
+
+
+def test_docs_have_every_kind_of_snippet() -> None:
+    kinds = {s.kind for s in SNIPPETS}
+    assert kinds == {"program", "session", "graph", "script"}, kinds
+    names = {s.path.name for s in SNIPPETS}
+    assert {"state_providers_demo.py", "quickstart.py", "cli.md"} <= names
+    assert any(s.program and s.program.expected for s in SNIPPETS)
+
+
+# --- the harness itself ---------------------------------------------------------------
+
+
+def _snippet_of(page_text: str) -> list[Snippet]:
+    page = read_page(page_text)
+    made = [
+        Snippet(f"t:{p.line}", ROOT / "t.md", p.line, "program", program=p) for p in page.programs
+    ]
+    if page.session:
+        made.append(Snippet("t:console", ROOT / "t.md", 1, "session", session=tuple(page.session)))
+    return made
+
+
+def test_a_program_runs_away_from_the_repository_as_a_newcomer_would() -> None:
+    root, home = str(ROOT), os.path.expanduser("~")
+    code = (
+        "import os, pathlib\n"
+        f"print(pathlib.Path.cwd() != pathlib.Path({root!r}), sorted(os.listdir()))\n"
+        "print(os.environ.get('XDG_STATE_HOME'), os.environ.get('FLUJO_STATE_URI'))\n"
+        f"print(pathlib.Path.home() != pathlib.Path({home!r}))\n"
     )
-    blocks = [b.code for b in python_blocks(page)]
-    assert blocks == ["print('run')\n", "print('```')\n"]
+    (snippet,) = _snippet_of(f"```python\n{code}```\n")
+    outcome = _run(snippet)
+    assert normalized(outcome.runs[0].output) == ["True []", "None None", "True"]
+
+
+def test_a_wrong_output_block_or_an_unshown_print_fails_the_check() -> None:
+    wrong, unshown = _snippet_of(
+        "```python\nprint('spans', ['a', 'b'])\n```\n\n"
+        "```text title=\"Output\"\nspans ['a']\n```\n"
+        "```python\nprint('shown nowhere')\n```\n"
+    )
+    for snippet in (wrong, unshown):
+        with pytest.raises(AssertionError):
+            _check_program(snippet, _run(snippet).runs[0])
+
+
+def test_a_console_session_shares_its_folder_and_checks_each_command() -> None:
+    (good,) = _snippet_of(
+        '```python title="pkg/mod.py"\nX = 41\n```\n'
+        "```console\n"
+        "$ python -c 'import sys; sys.path.insert(0, \"pkg\"); import mod; print(mod.X + 1)'\n"
+        "42\n"
+        "$ ls\n"
+        "pkg\n"
+        "$ flujo --help\n"
+        "...\n"
+        "...Usage: flujo [OPTIONS] COMMAND...\n"
+        "...\n"
+        "```\n"
+    )
+    outcome = _run(good)
+    _check_session(good, outcome.runs)
+    assert outcome.leftovers == []
+    (bad,) = _snippet_of('```console\n$ echo "run 1"\nrun 2\n```\n')
+    with pytest.raises(AssertionError, match="run 2"):
+        _check_session(bad, _run(bad).runs)

@@ -14,8 +14,7 @@ from pydantic import ValidationError
 from flujo.application.core.factories import (
     BackendFactory,
     ExecutorFactory,
-    PartsLayer,
-    merge_registries,
+    runner_container,
 )
 from flujo.application.core.lease import LeaseTerms
 from flujo.application.core.pending import OnPending
@@ -152,7 +151,7 @@ class Flujo(Generic[InT, OutT, ContextT]):
             hooks=tuple(hooks or ()),
             delete_on_completion=delete_on_completion,
         )
-        self.container: Container = self._build_container(
+        self.container, self._layer, self._given_state_backend = runner_container(
             container, executor_factory, state_providers, state_backend
         )
         self.container.settings()  # validates the configuration now: a typo fails construction
@@ -162,39 +161,6 @@ class Flujo(Generic[InT, OutT, ContextT]):
         self._enable_tracing = enable_tracing
         self._opened = OpenedParts()
         """Parts runs used that may hold connections, closed per event loop (``aclose``)."""
-
-    def _build_container(
-        self,
-        container: Container | None,
-        executor_factory: ExecutorFactory | None,
-        state_providers: Mapping[str, StateProvider[Any]] | None,
-        state_backend: StateBackend | None,
-    ) -> Container:
-        """Override a container made here; lay the parts over a given one, which stays as is."""
-        given = executor_factory.layer if executor_factory is not None else PartsLayer()
-        layer = PartsLayer(
-            telemetry=given.telemetry,
-            cache_backend=given.cache_backend,
-            state_providers=merge_registries(given.state_providers, state_providers),
-        )
-        if container is None:
-            from dependency_injector import providers
-
-            from flujo.containers import FlujoContainer
-
-            # The runner's own container: its overrides are the runner's parts, shown by
-            # `runner.container`, and a later override on it wins like any other.
-            container = FlujoContainer()
-            layer.override(container)
-            if state_backend is not None:
-                container.state_backend.override(providers.Object(state_backend))
-            layer, state_backend = PartsLayer(), None
-        self._layer = layer
-        """What this runner puts over its container's parts at each run (nothing if its own)."""
-        self._given_state_backend = state_backend
-        """The ``state_backend=`` given with a host's container, used instead of the host's."""
-        layer.registry(container)  # one id given two providers fails here, not in a run
-        return container
 
     def _validate_context(self, data: Mapping[str, Any]) -> ContextT:
         try:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 import flujo
+from flujo.cli.graph import graph_command
 from flujo.cli.hints import Invocation
 from flujo.cli.loading import load_runner, parse_input
 from flujo.cli.options import ContextOption, ProfileOption, guarded, interrupted
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 """The ``flujo`` command."""
 app.add_typer(runs_app, name="runs")
+app.command("graph")(graph_command)
 
 
 def _show_version(value: bool) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
 
 __all__ = ["Invocation"]
 
@@ -18,7 +17,7 @@ class Invocation:
     """A target as the user gave it, with the options a resume of its runs needs again."""
 
     target: str
-    profile: Path | None = None
+    profile: str | None = None
     context: str | None = None
 
     def resume_command(self, run_id: str, *, human_input: bool = False) -> str:

@@ -22,6 +22,7 @@ from flujo.domain.models import PipelineContext
 __all__ = [
     "load_container",
     "load_context_model",
+    "load_pipeline",
     "load_runner",
     "parse_duration",
     "parse_input",
@@ -52,8 +53,8 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
-def load_container(profile: Path | None) -> Any:
-    """Return a container for ``profile`` (the default configuration when ``None``)."""
+def load_container(profile: str | None) -> Any:
+    """Return a container for ``profile``, a shipped name or a path (defaults when ``None``)."""
     return FlujoContainer() if profile is None else FlujoContainer.from_profile(profile)
 
 
@@ -132,7 +133,7 @@ def _context_model(
 
 
 def load_runner(
-    target: str, profile: Path | None, context: str | None = None
+    target: str, profile: str | None, context: str | None = None
 ) -> Flujo[Any, Any, Any]:
     """Return the runner ``target`` names: a ``Flujo``, or a pipeline or step to wrap in one.
 
@@ -156,6 +157,18 @@ def load_runner(
             container=load_container(profile),
             pipeline_name=pipeline_name(target),
         )
+    raise ConfigurationError(
+        f"{target} is a {type(obj).__name__}; expected a Flujo runner, a Pipeline or a Step"
+    )
+
+
+def load_pipeline(target: str) -> Pipeline[Any, Any]:
+    """Return the pipeline ``target`` names: a runner's, a pipeline, or a step as one."""
+    obj = _import_target(target, {})
+    if isinstance(obj, Flujo):
+        return Pipeline.of(obj.pipeline)
+    if isinstance(obj, Pipeline | Step):
+        return Pipeline.of(obj)
     raise ConfigurationError(
         f"{target} is a {type(obj).__name__}; expected a Flujo runner, a Pipeline or a Step"
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -29,10 +28,12 @@ INTERRUPTED_EXIT_CODE = 130
 """What a shell reports for a command stopped by Ctrl-C (128 + SIGINT)."""
 
 ProfileOption = Annotated[
-    Path | None,
-    typer.Option("--profile", "-p", help="Container profile (YAML), e.g. containers/default.yaml."),
+    str | None,
+    typer.Option(
+        "--profile", "-p", help="Container profile: a shipped name (testing) or a YAML path."
+    ),
 ]
-"""``--profile PATH``: the container profile a command builds its parts from."""
+"""``--profile PROFILE``: the container profile (shipped name or path) a command builds from."""
 
 ContextOption = Annotated[
     str | None,

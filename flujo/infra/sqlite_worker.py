@@ -28,10 +28,11 @@ import contextlib
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from flujo.infra.private_files import prepare_private_file
 
@@ -77,6 +78,7 @@ class SQLiteWorker:
         self._guard = threading.Lock()
         """Makes handing work to the executor and replacing it (in ``close``) one step."""
         self._calls = 0
+        self._closer: weakref.finalize[Any, Any] | None = None
 
     def _open(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -91,6 +93,9 @@ class SQLiteWorker:
                 conn.close()
                 raise
             self._conn = conn
+            # A caller that never closes (no aclose()) leaves this to the collector: the
+            # connection is closed when the worker goes, without a ResourceWarning.
+            self._closer = weakref.finalize(self, _close_quietly, conn)
         return self._conn
 
     def _setup(self, conn: sqlite3.Connection) -> None:
@@ -208,6 +213,9 @@ class SQLiteWorker:
         def close_connection() -> None:
             with self._lock:
                 conn, self._conn = self._conn, None
+                closer, self._closer = self._closer, None
+                if closer is not None:
+                    closer.detach()
                 if conn is not None:
                     with contextlib.suppress(sqlite3.Error):
                         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
@@ -218,6 +226,12 @@ class SQLiteWorker:
             await asyncio.shield(asyncio.wrap_future(executor.submit(close_connection)))
         finally:
             executor.shutdown(wait=False)
+
+
+def _close_quietly(conn: sqlite3.Connection) -> None:
+    """Close a connection its owner left open (at collection or at interpreter exit)."""
+    with contextlib.suppress(sqlite3.Error):
+        conn.close()
 
 
 def in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], R]) -> R:

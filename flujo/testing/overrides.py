@@ -11,7 +11,6 @@ with the container's own ``override`` API and undoes exactly those overrides on
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -29,29 +28,9 @@ NOT_OVERRIDDEN = ("config", "settings")
 """Configured through ``container.config``, not swapped."""
 
 
-def _testing_profile() -> Path:
-    """Return the path of the shipped testing profile (everything in memory).
-
-    Profiles ship as package data (``flujo/profiles/testing.yaml``); a checkout that
-    predates that keeps them in ``containers/`` beside the package.
-    """
-    package = Path(__file__).resolve().parents[1]
-    candidates = (
-        package / "profiles" / "testing.yaml",
-        package.parent / "containers" / "testing.yaml",
-    )
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise ConfigurationError(
-        "the testing profile is missing from this flujo installation; looked for "
-        + " and ".join(str(c) for c in candidates)
-    )
-
-
 def in_memory_container() -> Any:
     """Return a fresh ``FlujoContainer`` on the testing profile: cache and run state in memory."""
-    return FlujoContainer.from_profile(_testing_profile())
+    return FlujoContainer.from_profile("testing")  # the shipped profile, found from any folder
 
 
 class ProviderOverrides:

@@ -18,6 +18,7 @@ import pytest
 
 from flujo import Flujo, Pipeline, PipelineContext, Step
 from flujo.infra.state.sqlite import SQLiteBackend
+from tests.helpers import read_only
 from tests.integration.children import ROOT, spawn
 from tests.integration.control_flow_child import CONCURRENCY, ITEMS
 
@@ -361,7 +362,7 @@ def _recorded_items(state_db: Path, run_id: str) -> set[int]:
     if not state_db.exists():
         return set()
     try:
-        with sqlite3.connect(f"file:{state_db}?mode=ro", uri=True, timeout=5) as conn:
+        with read_only(state_db) as conn:
             row = conn.execute(
                 "SELECT result FROM flujo_steps WHERE run_id = ? AND name = 'squares'", (run_id,)
             ).fetchone()

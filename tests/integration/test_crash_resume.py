@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -16,6 +17,7 @@ from typing import IO
 
 import pytest
 
+from tests.helpers import read_only
 from tests.integration.children import ROOT, spawn
 from tests.integration.crash_child import STEPS
 from tests.integration.crash_child_refs import CONFLICT as REFS_CONFLICT
@@ -34,7 +36,7 @@ def _steps_completed(state_db: Path, run_id: str) -> int:
     if not state_db.exists():
         return 0
     try:
-        with sqlite3.connect(f"file:{state_db}?mode=ro", uri=True, timeout=5) as conn:
+        with read_only(state_db) as conn:
             # A running run's progress is its successful step records.
             row = conn.execute(
                 "SELECT COUNT(*) FROM flujo_steps WHERE run_id = ? AND success = 1", (run_id,)
@@ -45,7 +47,7 @@ def _steps_completed(state_db: Path, run_id: str) -> int:
 
 
 def _journal(folder: Path) -> list[int]:
-    with sqlite3.connect(folder / "journal.db") as conn:
+    with contextlib.closing(sqlite3.connect(folder / "journal.db")) as conn, conn:
         (blob,) = conn.execute("SELECT value FROM flujo_state WHERE key = 'log'").fetchone()
     entries: list[int] = json.loads(blob)
     return entries
@@ -202,7 +204,7 @@ def _child_run(
 def _provider_list(db: Path) -> list[int]:
     if not db.exists():
         return []
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+    with read_only(db) as conn:
         try:
             row = conn.execute(
                 "SELECT value FROM flujo_state WHERE namespace = ? AND key = ?",
@@ -217,7 +219,7 @@ def _provider_list(db: Path) -> list[int]:
 def _pending_steps(runs_db: Path, run_id: str) -> list[int]:
     if not runs_db.exists():
         return []
-    with sqlite3.connect(f"file:{runs_db}?mode=ro", uri=True, timeout=5) as conn:
+    with read_only(runs_db) as conn:
         try:
             rows = conn.execute(
                 "SELECT idx FROM flujo_steps WHERE run_id = ? AND pending = 1 ORDER BY idx",
@@ -338,7 +340,7 @@ RACE_STEP_S = 0.03
 
 
 def _lease_until(runs_db: Path, run_id: str) -> float:
-    with sqlite3.connect(f"file:{runs_db}?mode=ro", uri=True, timeout=5) as conn:
+    with read_only(runs_db) as conn:
         row = conn.execute("SELECT lease_until FROM flujo_runs WHERE run_id = ?", (run_id,))
         (until,) = row.fetchone()
     return float(until)
@@ -500,7 +502,7 @@ def test_sigkill_many_times_then_two_resumers_race_for_the_run(tmp_path: Path) -
 
 
 def _owner(runs_db: Path, run_id: str) -> str:
-    with sqlite3.connect(f"file:{runs_db}?mode=ro", uri=True, timeout=5) as conn:
+    with read_only(runs_db) as conn:
         row = conn.execute("SELECT owner FROM flujo_runs WHERE run_id = ?", (run_id,))
         (owner,) = row.fetchone()
     return str(owner)

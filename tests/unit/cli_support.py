@@ -16,7 +16,7 @@ from typer.testing import CliRunner, Result
 from flujo.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[2]
-TESTING_PROFILE = ROOT / "containers" / "testing.yaml"
+TESTING_PROFILE = "testing"
 RUN_ID = re.compile(r"\brun ([0-9a-zA-Z_-]+)\b")
 
 

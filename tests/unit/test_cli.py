@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
@@ -20,7 +21,7 @@ from typer.testing import CliRunner, Result
 from flujo.cli.app import app, main
 
 ROOT = Path(__file__).resolve().parents[2]
-TESTING_PROFILE = ROOT / "containers" / "testing.yaml"
+TESTING_PROFILE = "testing"
 RUN_ID = re.compile(r"\brun ([0-9a-f]{32})\b")
 
 PIPELINE_MODULE = textwrap.dedent(
@@ -470,7 +471,7 @@ def test_runs_resume_of_an_unknown_run_is_one_error_line(project: Path) -> None:
 
 def _lease(state_home: Path, run_id: str, owner: str, until: float) -> None:
     """Mark a stored run as driven by ``owner`` (another process) until ``until``."""
-    with sqlite3.connect(state_home / "flujo" / "runs.db") as conn:
+    with contextlib.closing(sqlite3.connect(state_home / "flujo" / "runs.db")) as conn, conn:
         conn.execute(
             "UPDATE flujo_runs SET status = 'running', owner = ?, lease_until = ? WHERE run_id = ?",
             (owner, until, run_id),

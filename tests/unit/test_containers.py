@@ -14,11 +14,11 @@ from flujo.application.core.factories import ExecutorFactory
 from flujo.containers import FlujoContainer, load_profile
 from flujo.domain.interfaces import RunRecord
 from flujo.infra.state.memory import InMemoryBackend
+from flujo.profiles import shipped_profiles
 from tests.helpers import DictCache, DictStateProvider, RecordingTelemetry
 from tests.integration.postgres import postgres_dsn
 
-ROOT = Path(__file__).resolve().parents[2]
-PROFILES = sorted((ROOT / "containers").glob("*.yaml"))
+PROFILES = shipped_profiles()
 
 PROVIDERS = [
     "config",
@@ -163,12 +163,11 @@ def test_misspelt_config_key_fails_flujo_construction() -> None:
 
 
 def test_the_shipped_profiles_include_default_and_testing() -> None:
-    names = {p.name for p in PROFILES}
-    assert {"default.yaml", "testing.yaml"} <= names
+    assert {"default", "testing"} <= set(PROFILES)
 
 
-@pytest.mark.parametrize("profile", PROFILES, ids=[p.name for p in PROFILES])
-def test_every_shipped_profile_loads_and_resolves(profile: Path) -> None:
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_shipped_profile_loads_and_resolves(profile: str) -> None:
     c = FlujoContainer.from_profile(profile)
     c.settings()
     assert isinstance(c.executor(), ExecutorCore)
@@ -178,9 +177,9 @@ def test_every_shipped_profile_loads_and_resolves(profile: Path) -> None:
         getattr(c, name)()
 
 
-@pytest.mark.parametrize("profile", PROFILES, ids=[p.name for p in PROFILES])
+@pytest.mark.parametrize("profile", PROFILES)
 async def test_every_shipped_profile_runs_a_pipeline(
-    profile: Path, monkeypatch: pytest.MonkeyPatch
+    profile: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state = load_profile(profile).get("state") or {}
     if state.get("backend") == "postgres" and not state.get("uri"):
@@ -194,14 +193,14 @@ async def test_every_shipped_profile_runs_a_pipeline(
 
 
 def test_default_profile_uses_sqlite_under_xdg_state_home(isolated_state_home: Path) -> None:
-    c = FlujoContainer.from_profile(ROOT / "containers" / "default.yaml")
+    c = FlujoContainer.from_profile("default")
     assert c.settings().state.backend == "sqlite"
     assert type(c.state_backend()).__name__ == "SQLiteBackend"
     assert Path(c.state_backend().path) == isolated_state_home / "flujo" / "runs.db"
 
 
 async def test_testing_profile_keeps_run_state_in_memory(isolated_state_home: Path) -> None:
-    c = FlujoContainer.from_profile(ROOT / "containers" / "testing.yaml")
+    c = FlujoContainer.from_profile("testing")
     backend = c.state_backend()
     assert type(backend).__name__ == "InMemoryBackend"
     async with Flujo(_echo(), container=c) as runner:
@@ -211,8 +210,10 @@ async def test_testing_profile_keeps_run_state_in_memory(isolated_state_home: Pa
     assert not isolated_state_home.exists() or not any(isolated_state_home.rglob("*.db"))
 
 
-def test_profile_accepts_a_string_path() -> None:
-    c = FlujoContainer.from_profile(str(ROOT / "containers" / "testing.yaml"))
+def test_profile_accepts_a_string_path(tmp_path: Path) -> None:
+    profile = tmp_path / "mine.yaml"
+    profile.write_text("state:\n  backend: memory\n", encoding="utf-8")
+    c = FlujoContainer.from_profile(str(profile))
     assert c.settings().state.backend == "memory"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
@@ -45,7 +46,7 @@ async def open_provider(
 
 
 def stored_rows(path: Path) -> list[tuple[str, str, bytes]]:
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         rows = conn.execute("SELECT namespace, key, value FROM flujo_state").fetchall()
     conn.close()
     return rows
@@ -303,7 +304,7 @@ async def test_sqlite_file_of_layout_1_is_migrated_in_place(
     assert await provider.load_versioned("graph") == Versioned(NESTED, 1, None)
     assert await provider.save_versioned([Write("graph", [], 1, "run/step")]) == [2]
     await provider.close()
-    with sqlite3.connect(sqlite_path) as conn:
+    with contextlib.closing(sqlite3.connect(sqlite_path)) as conn, conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (LAYOUT_VERSION,)
     conn.close()
     assert await open_provider().load_versioned("graph") == Versioned([], 2, "run/step")

@@ -27,7 +27,7 @@ from flujo.infra.state.memory import InMemoryBackend
 from tests.helpers import DictStateProvider, RecordingTelemetry
 
 ROOT = Path(__file__).resolve().parents[2]
-TESTING_PROFILE = ROOT / "containers" / "testing.yaml"
+TESTING_PROFILE = "testing"
 
 
 @pytest.fixture(autouse=True)

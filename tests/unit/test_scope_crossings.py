@@ -7,7 +7,6 @@ reason (an exception, a validator, its own usage limit) nor for a cache hit.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -18,7 +17,7 @@ from flujo.domain.models import ContextReference, PipelineContext
 from flujo.domain.policies import StepOutput, UsageLimits
 from tests.doubles import RecordingProvider
 
-TESTING_PROFILE = Path(__file__).resolve().parents[2] / "containers" / "testing.yaml"
+TESTING_PROFILE = "testing"
 
 
 def memory_container() -> Any:

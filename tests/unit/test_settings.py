@@ -19,9 +19,9 @@ from flujo.infra.state.sqlite import SQLiteBackend
 from flujo.settings import STATE_URI_ENV, StateSettings, default_state_path, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-TESTING_PROFILE = ROOT / "containers" / "testing.yaml"
-DEFAULT_PROFILE = ROOT / "containers" / "default.yaml"
-POSTGRES_PROFILE = ROOT / "containers" / "postgres.yaml"
+TESTING_PROFILE = "testing"
+DEFAULT_PROFILE = "default"
+POSTGRES_PROFILE = "postgres"
 
 
 @pytest.fixture(autouse=True)

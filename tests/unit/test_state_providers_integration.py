@@ -106,7 +106,6 @@ import copy  # noqa: E402
 import dataclasses  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
-from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from dependency_injector import containers, providers  # noqa: E402
@@ -127,7 +126,7 @@ from tests.doubles import (  # noqa: E402
     RecordingStateBackend,
 )
 
-TESTING_PROFILE = Path(__file__).resolve().parents[2] / "containers" / "testing.yaml"
+TESTING_PROFILE = "testing"
 
 
 def memory_container() -> Any:

@@ -12,7 +12,6 @@ import asyncio
 import copy
 import threading
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
@@ -30,7 +29,7 @@ from flujo.testing import Faults, FaultyProvider
 from tests.doubles import RecordingProvider
 from tests.helpers import DictStateProvider
 
-TESTING_PROFILE = Path(__file__).resolve().parents[2] / "containers" / "testing.yaml"
+TESTING_PROFILE = "testing"
 
 
 def memory_container() -> Any:

@@ -188,10 +188,7 @@ def test_a_bad_override_is_refused_and_changes_nothing(parts: dict[str, Any], me
 
 
 def test_the_in_memory_container_is_the_testing_profile_from_any_folder(tmp_path: Path) -> None:
-    profile = ROOT / "containers" / "testing.yaml"
-    if not profile.exists():  # after profiles moved into the package
-        profile = ROOT / "flujo" / "profiles" / "testing.yaml"
-    expected = FlujoContainer.from_profile(profile).config()
+    expected = FlujoContainer.from_profile(ROOT / "flujo" / "profiles" / "testing.yaml").config()
     assert in_memory_container().config() == expected
     assert in_memory_container() is not in_memory_container()
     code = (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,8 +11,6 @@ from flujo import Flujo, Step
 from flujo.application.core.factories import BackendFactory, ExecutorFactory
 from flujo.containers import FlujoContainer
 from flujo.state import InMemoryBackend
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _echo(x: Any) -> Any:
@@ -65,7 +62,7 @@ def test_create_state_backend_returns_the_containers_state_backend() -> None:
 
 
 def test_create_state_backend_uses_the_given_container_and_its_profile() -> None:
-    container = FlujoContainer.from_profile(ROOT / "containers" / "testing.yaml")
+    container = FlujoContainer.from_profile("testing")
     factory = BackendFactory(ExecutorFactory(container=container))
     backend = factory.create_state_backend()
     assert isinstance(backend, InMemoryBackend)
@@ -82,7 +79,7 @@ def test_create_state_backend_honours_an_override_on_the_container() -> None:
 
 
 async def test_a_runner_on_the_same_container_stores_runs_where_the_factory_points() -> None:
-    container = FlujoContainer.from_profile(ROOT / "containers" / "testing.yaml")
+    container = FlujoContainer.from_profile("testing")
     backend = BackendFactory(ExecutorFactory(container=container)).create_state_backend()
     result = await Flujo(Step.from_callable(_echo, name="echo"), container=container).run_async(3)
     stored = await backend.load_run(result.run_id)

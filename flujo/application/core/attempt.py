@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from flujo.application.core.commit import save_staged
 from flujo.application.core.control_flow import run_composite
-from flujo.application.core.invocation import describe, guarded, within
+from flujo.application.core.invocation import guarded, within
+from flujo.application.core.outcome import Attempts, ended, settle
 from flujo.application.core.scope import LeanAccess, Scope
 from flujo.application.core.session import StateSession
 from flujo.application.core.step_policies import apply_processors, run_validators
@@ -56,20 +55,6 @@ _FINAL = (ConfigurationError, UsageLimitExceededError, RunLeasedError)
 """Failures a retry cannot mend (a lost lease: the run is another process's now)."""
 
 
-@dataclass(slots=True)
-class Attempts:
-    """How the attempts of one step ended."""
-
-    output: Any = None
-    error: Exception | None = None
-    attempts: int = 0
-    cache_hit: bool = False
-    cost_usd: float = 0.0
-    tokens: int = 0
-    nested: list[StepResult] | None = None
-    """Results of the steps a control-flow step ran (their usage is metered already)."""
-
-
 def isolates(step: Step[Any, Any]) -> bool:
     """Whether an attempt of ``step`` needs its changes kept apart until it succeeds."""
     config = step.config
@@ -94,6 +79,15 @@ async def run_step(  # noqa: C901 - the attempt loop stays inline: one coroutine
     isolate = isolates(step)
     if type(context) is session.plain_model:  # known after its first step: no references
         managed, parent, lean = False, None, None
+    elif (
+        type(access := ACCESS.get()) is LeanAccess
+        and access.run_context is context
+        and access.session is session
+        and not session.new_refs
+    ):
+        # A step of the run's own context, every reference bound: the common case, inline.
+        managed, parent = True, None
+        lean = None if isolate or step.composite else access
     else:
         managed, parent, lean, unbound = _placement(session, step, context, isolate)
         if unbound:
@@ -107,7 +101,7 @@ async def run_step(  # noqa: C901 - the attempt loop stays inline: one coroutine
     if config.input_processors or config.cache:
         data, key, finished = await _before_attempts(executor, step, data, context, done)
         if finished:
-            return _ended(executor, step, done, start)
+            return ended(executor, step, done, start)
     scoped = managed or isolate
     plain = config.plain and not step.composite
     scope = token = None
@@ -148,8 +142,8 @@ async def run_step(  # noqa: C901 - the attempt loop stays inline: one coroutine
         break
     by_hand = managed and parent is None and not session.deferred
     if done.error is None and not by_hand:
-        return _ended(executor, step, done, start)
-    return await _settle(executor, step, given, context, resources, done, start, by_hand)
+        return ended(executor, step, done, start)
+    return await settle(executor, step, given, context, resources, done, start, by_hand)
 
 
 def _placement(
@@ -216,106 +210,6 @@ def _committed(
         span.set_attribute("flujo.tokens", done.tokens)
         span.end()
     done.output = output
-
-
-async def _settle(
-    executor: ExecutorCore,
-    step: Step[Any, Any],
-    data: Any,
-    context: BaseModel | None,
-    resources: Any,
-    done: Attempts,
-    start: float,
-    by_hand: bool,
-) -> StepResult:
-    """Save what a hand-driven step set, run the fallback of a failed one, and say how."""
-    if by_hand and done.error is None:
-        session = executor.session
-        try:
-            await save_staged(session, session.take_staged(), "", step.config, executor.backoff)
-        except StateError as exc:
-            done.error = exc
-    if done.error is not None and step.fallback_step is not None:
-        _meter(executor, done)
-        return await _fallback(executor, step, data, context, resources, done, start)
-    return _ended(executor, step, done, start)
-
-
-def _meter(executor: ExecutorCore, done: Attempts) -> None:
-    """Count what the attempts spent (a construct's nested steps counted their own)."""
-    if (done.cost_usd or done.tokens) and done.nested is None:
-        executor.usage_meter.add(done.cost_usd, done.tokens)
-
-
-def _ended(
-    executor: ExecutorCore, step: Step[Any, Any], done: Attempts, start: float
-) -> StepResult:
-    """Return the result of a step whose attempts (or cache lookup) ended as ``done``."""
-    if done.cost_usd or done.tokens:
-        _meter(executor, done)
-    if done.cache_hit:
-        # The step did not run: nothing was spent, changed or can fail after it.
-        return _new_result(
-            step.name, done.output, True, 0, time.perf_counter() - start, None, 0.0, 0, True
-        )
-    if done.error is None:
-        return _new_result(
-            step.name,
-            done.output,
-            True,
-            done.attempts,
-            time.perf_counter() - start,
-            None,
-            done.cost_usd,
-            done.tokens,
-            False,
-            step_history=done.nested,
-        )
-    return _failure(step, done, start)
-
-
-def _failure(step: Step[Any, Any], done: Attempts, start: float) -> StepResult:
-    assert done.error is not None
-    # What failed attempts spent (an output a validator rejected) was still spent.
-    return _new_result(
-        step.name,
-        None,
-        False,
-        done.attempts,
-        time.perf_counter() - start,
-        f"{type(done.error).__name__}: {describe(done.error)}",
-        done.cost_usd,
-        done.tokens,
-        step_history=done.nested,
-    )
-
-
-async def _fallback(
-    executor: ExecutorCore,
-    step: Step[Any, Any],
-    data: Any,
-    context: BaseModel | None,
-    resources: Any,
-    done: Attempts,
-    start: float,
-) -> StepResult:
-    assert step.fallback_step is not None and done.error is not None
-    backup = await executor.execute(step.fallback_step, data, context=context, resources=resources)
-    reason = f"{type(done.error).__name__}: {describe(done.error)}"
-    used = backup.fallback or step.fallback_step.name
-    return _new_result(
-        step.name,
-        backup.output,
-        backup.success,
-        done.attempts + backup.attempts,
-        time.perf_counter() - start,
-        f"{reason}; fallback {step.fallback_step.name!r} "
-        + ("succeeded" if backup.success else f"failed too: {backup.feedback}"),
-        done.cost_usd + backup.cost_usd,  # both were spent
-        done.tokens + backup.token_counts,
-        backup.cache_hit,
-        used if backup.success else None,
-    )
 
 
 async def _before_attempts(

@@ -14,8 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from flujo.application.core.attempt import Attempts, run_step
+from flujo.application.core.attempt import run_step
 from flujo.application.core.invocation import asyncio_sleep
+from flujo.application.core.outcome import Attempts
 from flujo.application.core.session import MissingProviderPolicy, StateSession
 from flujo.application.core.step_policies import cache_key
 from flujo.domain.dsl.step import Step

@@ -28,7 +28,13 @@ from flujo.domain.interfaces import (
 if TYPE_CHECKING:
     from dependency_injector.containers import Container
 
-__all__ = ["BackendFactory", "ExecutorFactory", "PartsLayer", "merge_registries"]
+__all__ = [
+    "BackendFactory",
+    "ExecutorFactory",
+    "PartsLayer",
+    "merge_registries",
+    "runner_container",
+]
 
 
 def merge_registries(
@@ -156,3 +162,36 @@ class BackendFactory:
         """Return the container's run-state backend (one per container: the same each call)."""
         backend: StateBackend = self.executor_factory.container.state_backend()
         return backend
+
+
+def runner_container(
+    container: Container | None,
+    executor_factory: ExecutorFactory | None,
+    state_providers: Mapping[str, StateProvider[Any]] | None,
+    state_backend: StateBackend | None,
+) -> tuple[Container, PartsLayer, StateBackend | None]:
+    """Return a runner's container, the layer it puts over it per run, and its own backend.
+
+    A container made here holds the runner's parts as overrides (shown by
+    ``runner.container``; a later override on it wins like any other) and the layer
+    is empty. A given container stays as is: the parts are the layer, and a given
+    ``state_backend`` is returned to be used instead of the host's.
+    """
+    given = executor_factory.layer if executor_factory is not None else PartsLayer()
+    layer = PartsLayer(
+        telemetry=given.telemetry,
+        cache_backend=given.cache_backend,
+        state_providers=merge_registries(given.state_providers, state_providers),
+    )
+    if container is None:
+        from dependency_injector import providers
+
+        from flujo.containers import FlujoContainer
+
+        container = FlujoContainer()
+        layer.override(container)
+        if state_backend is not None:
+            container.state_backend.override(providers.Object(state_backend))
+        layer, state_backend = PartsLayer(), None
+    layer.registry(container)  # one id given two providers fails here, not in a run
+    return container, layer, state_backend

@@ -261,7 +261,9 @@ class LeanAccess(Scope):
             if ident in writes:
                 return writes[ident]
         session = self.session
-        entry = session.entry_of(ref)
+        entry = ref.__pydantic_private__["_entry"]  # type: ignore[index]
+        if entry is None or entry.session is not session:
+            entry = session.entry_of(ref)
         if not entry.read:
             session.first_read(entry)
         if entry.watch and session.watch_in_place:

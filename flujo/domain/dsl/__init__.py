@@ -8,18 +8,22 @@ on any import circle, function-level imports included)::
             step                     Step(Node), HumanStep, @step; ``>>`` builds a Pipeline
                 control_flow         BranchStep, LoopStep, ParallelStep, MapStep (all Steps)
                 context_model        the context class a pipeline's callables declare
-                    flujo.domain.dsl this package: binds Step's control-flow constructors
+                    mermaid          a pipeline drawn as a Mermaid flowchart (from control_flow)
+                        flujo.domain.dsl  this package: binds Step's control-flow
+                                          constructors and Pipeline.to_mermaid
 
 ``Step.branch_on``/``loop_until``/``parallel``/``map_over`` build subclasses of
 ``Step``, so they are defined in ``control_flow`` beside those subclasses, and put on
 ``Step`` here, once: every import of a DSL module runs this package first, so no code
 sees ``Step`` without them. ``step.py`` declares them for the type checker only.
+``Pipeline.to_mermaid`` is bound the same way: drawing needs every kind of step.
 
 The ``@step`` decorator lives in ``flujo.domain.dsl.step`` (and ``flujo``); it is not
 re-exported here, where it would hide that module.
 """
 
 from flujo.domain.dsl import control_flow as _control_flow
+from flujo.domain.dsl import mermaid as _mermaid
 from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.dsl.step import Step
 
@@ -29,3 +33,4 @@ Step.branch_on = staticmethod(_control_flow._branch_on)
 Step.loop_until = staticmethod(_control_flow._loop_until)
 Step.parallel = staticmethod(_control_flow._parallel)
 Step.map_over = staticmethod(_control_flow._map_over)
+Pipeline.to_mermaid = _mermaid.to_mermaid

@@ -14,6 +14,7 @@ from flujo.domain.dsl.node import Node
 from flujo.domain.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from flujo.domain.dsl import mermaid
     from flujo.domain.dsl.step import Step
 
 __all__ = ["Pipeline"]
@@ -75,6 +76,11 @@ class Pipeline(Generic[InT, OutT]):
     def step_names(self) -> Sequence[str]:
         """The names of the steps, in order."""
         return [s.name for s in self.steps]
+
+    if TYPE_CHECKING:
+        # Defined in mermaid.py (which imports this module) and bound onto Pipeline by
+        # flujo/domain/dsl/__init__.py, like Step's control-flow constructors.
+        to_mermaid = mermaid.to_mermaid
 
     def __repr__(self) -> str:
         return f"Pipeline({' >> '.join(self.step_names)})"
