@@ -4,7 +4,8 @@
 ``kill()`` is called every call raises ``ProcessDied`` (a ``BaseException``,
 which nothing in flujo handles), so nothing the dead "process" would still
 write reaches the store — its header stays ``running`` with its lease, as after
-a real crash. ``Switch`` providers fail their loads or saves while a flag is on.
+a real crash. ``switch`` providers are ``flujo.testing.FaultyProvider`` over an
+in-memory store, taken down and brought back with ``inject`` and ``heal``.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from flujo import ContextReference, Flujo, PipelineContext, Step
-from flujo.containers import FlujoContainer
-from flujo.domain.interfaces import RunRecord, StateBackend, StepRecord, Versioned, Write
+from flujo.domain.interfaces import RunRecord, StateBackend, StepRecord
 from flujo.domain.models import RunStatus
 from flujo.providers import InMemoryStateProvider
+from flujo.testing import FaultyProvider, FaultyVersionedProvider, in_memory_container
+from tests.helpers import DictStateProvider
 
-TESTING_PROFILE = "testing"
 LEASE_S = 0.4
 HEARTBEAT_S = 0.05
 
@@ -37,7 +38,7 @@ def short_lease(container: Any, lease_s: float = LEASE_S, heartbeat_s: float = H
 
 def memory_container(lease_s: float = LEASE_S, heartbeat_s: float = HEARTBEAT_S) -> Any:
     """An all-in-memory container with short leases."""
-    return short_lease(FlujoContainer.from_profile(TESTING_PROFILE), lease_s, heartbeat_s)
+    return short_lease(in_memory_container(), lease_s, heartbeat_s)
 
 
 class Mortal:
@@ -107,55 +108,18 @@ class Mortal:
         """Nothing of its own to release; the inner backend outlives the dead process."""
 
 
-class Switch(InMemoryStateProvider[Any]):
-    """A versioned in-memory provider whose loads or saves fail while ``..._down`` says so.
+def switch(data: dict[str, Any] | None = None) -> FaultyVersionedProvider[Any]:
+    """A versioned in-memory provider that, like an external store, hands out and keeps copies.
 
-    Like an external store it hands out and keeps copies: a value changed in
-    place is not what it holds until it is saved.
+    ``inject(load=Faults.always())`` or ``inject(save=...)`` takes it down, ``heal()``
+    brings it back; ``inner.data`` is what it holds.
     """
-
-    def __init__(self, data: dict[str, Any] | None = None) -> None:
-        super().__init__(copy.deepcopy(data or {}))
-        self.loads_down = False
-        self.saves_down = False
-
-    async def load(self, key: str) -> Any | None:
-        if self.loads_down:
-            raise ConnectionError("provider unreachable")
-        return copy.deepcopy(await super().load(key))
-
-    async def load_versioned(self, key: str) -> Versioned[Any]:
-        if self.loads_down:
-            raise ConnectionError("provider unreachable")
-        found = await super().load_versioned(key)
-        return Versioned(copy.deepcopy(found.value), found.version, found.writer)
-
-    async def save(self, key: str, data: Any) -> None:
-        if self.saves_down:
-            raise ConnectionError("provider unreachable")
-        await super().save(key, copy.deepcopy(data))
-
-    async def save_versioned(self, writes: Sequence[Write[Any]]) -> list[int]:
-        if self.saves_down:
-            raise ConnectionError("provider unreachable")
-        copies = [Write(w.key, copy.deepcopy(w.data), w.expected_version, w.writer) for w in writes]
-        return await super().save_versioned(copies)
+    return FaultyProvider(InMemoryStateProvider[Any](copy.deepcopy(data or {})), copy_values=True)
 
 
-class PlainSwitch:
-    """A plain (not versioned) provider whose saves fail while ``saves_down`` is on."""
-
-    def __init__(self, data: dict[str, Any] | None = None) -> None:
-        self.data: dict[str, Any] = copy.deepcopy(data or {})
-        self.saves_down = False
-
-    async def load(self, key: str) -> Any | None:
-        return copy.deepcopy(self.data.get(key))
-
-    async def save(self, key: str, data: Any) -> None:
-        if self.saves_down:
-            raise ConnectionError("provider unreachable")
-        self.data[key] = copy.deepcopy(data)
+def plain_switch(data: dict[str, Any] | None = None) -> FaultyProvider[Any]:
+    """Like ``switch``, but a plain provider: no versions, no compare-and-swap."""
+    return FaultyProvider(DictStateProvider(copy.deepcopy(data or {})), copy_values=True)
 
 
 class Journal(PipelineContext):

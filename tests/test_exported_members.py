@@ -91,3 +91,50 @@ def test_top_level_and_module_paths_name_the_same_objects() -> None:
 def test_errors_form_one_tree() -> None:
     assert issubclass(flujo.ConfigurationError, flujo.FlujoError)
     assert issubclass(flujo.FlujoError, Exception)
+
+
+TESTING_ALL = [
+    "DamagedStateContract",
+    "FakeClock",
+    "Faults",
+    "FaultyAtomicBackend",
+    "FaultyProvider",
+    "FaultyStateBackend",
+    "FaultyVersionedProvider",
+    "InjectedFault",
+    "Override",
+    "ProviderOverrides",
+    "RunLeaseContract",
+    "RunnerFactory",
+    "SequentialIds",
+    "StateBackendContract",
+    "StateProviderContract",
+    "UntypedDamagedStateContract",
+    "VersionedStateProviderContract",
+    "in_memory_container",
+    "make_run",
+    "make_step",
+    "override_providers",
+    "step_paths",
+    "with_step",
+]
+
+
+def test_testing_all_is_pinned_and_every_name_loads() -> None:
+    import flujo.testing
+
+    assert flujo.testing.__all__ == TESTING_ALL  # sorted, no duplicates
+    for name in TESTING_ALL:
+        value = getattr(flujo.testing, name)
+        assert value.__module__.startswith("flujo.testing."), name
+    namespace: dict[str, object] = {}
+    exec("from flujo.testing import *", namespace)
+    assert sorted(k for k in namespace if k != "__builtins__") == TESTING_ALL
+    with pytest.raises(AttributeError, match="no attribute 'Faulty'"):
+        getattr(flujo.testing, "Faulty")  # noqa: B009  (the lazy lookup's own error)
+    assert set(TESTING_ALL) <= set(dir(flujo.testing))
+
+
+def test_no_testing_name_is_collected_by_pytest() -> None:
+    # A user's test module imports these; pytest collects names starting with test/Test.
+    assert not [n for n in TESTING_ALL if n.lower().startswith("test")]

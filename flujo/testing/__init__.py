@@ -1,6 +1,21 @@
-"""Helpers for testing flujo plugins: conformance suites any implementation can run.
+"""Helpers for testing with flujo: doubles, deterministic parts, a pytest plugin, contracts.
 
-Subclass a contract in your test module and supply one fixture::
+For tests of pipelines (see docs/testing.md):
+
+- ``FaultyProvider`` / ``FaultyStateBackend`` wrap any state provider / run-state
+  backend and fail or hang the calls a ``Faults`` schedule names (``Faults.nth(2)``,
+  ``Faults.first(3)``, ``Faults.always()``); a wrapped versioned provider stays versioned.
+- ``FakeClock`` and ``SequentialIds`` give the container's ``clock`` and ``run_id``
+  deterministic values; ``override_providers(container, clock=FakeClock())`` installs
+  them, or any other part, until ``reset()``; ``in_memory_container()`` is a fresh
+  container on the testing profile.
+- ``with_step(pipeline, "name", replacement)`` swaps one step, nested ones included.
+- The pytest plugin ``flujo.testing.pytest_plugin`` (registered as ``flujo``) has the
+  ``flujo_container``, ``flujo_runner``, ``flujo_override``, ``flujo_clock`` and
+  ``flujo_run_ids`` fixtures.
+
+For plugin authors, conformance suites any implementation runs by subclassing a
+contract in its test module and supplying one fixture::
 
     from flujo.testing import StateBackendContract
 
@@ -22,22 +37,96 @@ A versioned provider subclasses ``VersionedStateProviderContract`` instead of
 ``StateProviderContract`` and supplies a ``provider_factory`` fixture too (see
 ``flujo.testing.versioned_provider_contract``).
 
-Requires pytest and pytest-asyncio (flujo's ``dev`` extra has both).
+The contracts and the plugin need pytest, the contracts pytest-asyncio too (flujo's
+``dev`` extra has both); the other helpers need neither. Each name is imported when
+first used, so importing this package (as pytest does for the plugin) costs nothing.
 """
 
-from flujo.testing.damaged_state_contract import DamagedStateContract, UntypedDamagedStateContract
-from flujo.testing.lease_contract import RunLeaseContract
-from flujo.testing.provider_contract import StateProviderContract
-from flujo.testing.state_backend_contract import StateBackendContract, make_run, make_step
-from flujo.testing.versioned_provider_contract import VersionedStateProviderContract
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flujo.testing.damaged_state_contract import (
+        DamagedStateContract,
+        UntypedDamagedStateContract,
+    )
+    from flujo.testing.deterministic import FakeClock, SequentialIds
+    from flujo.testing.faults import Faults, InjectedFault
+    from flujo.testing.faulty_backend import FaultyAtomicBackend, FaultyStateBackend
+    from flujo.testing.faulty_provider import FaultyProvider, FaultyVersionedProvider
+    from flujo.testing.lease_contract import RunLeaseContract
+    from flujo.testing.overrides import ProviderOverrides, in_memory_container, override_providers
+    from flujo.testing.provider_contract import StateProviderContract
+    from flujo.testing.pytest_plugin import Override, RunnerFactory
+    from flujo.testing.state_backend_contract import StateBackendContract, make_run, make_step
+    from flujo.testing.step_override import step_paths, with_step
+    from flujo.testing.versioned_provider_contract import VersionedStateProviderContract
+
+_HOMES = {
+    "DamagedStateContract": "damaged_state_contract",
+    "FakeClock": "deterministic",
+    "FaultyAtomicBackend": "faulty_backend",
+    "FaultyProvider": "faulty_provider",
+    "FaultyStateBackend": "faulty_backend",
+    "FaultyVersionedProvider": "faulty_provider",
+    "Faults": "faults",
+    "InjectedFault": "faults",
+    "Override": "pytest_plugin",
+    "ProviderOverrides": "overrides",
+    "RunLeaseContract": "lease_contract",
+    "RunnerFactory": "pytest_plugin",
+    "SequentialIds": "deterministic",
+    "StateBackendContract": "state_backend_contract",
+    "StateProviderContract": "provider_contract",
+    "UntypedDamagedStateContract": "damaged_state_contract",
+    "VersionedStateProviderContract": "versioned_provider_contract",
+    "in_memory_container": "overrides",
+    "make_run": "state_backend_contract",
+    "make_step": "state_backend_contract",
+    "override_providers": "overrides",
+    "step_paths": "step_override",
+    "with_step": "step_override",
+}
+"""Each public name and the module of this package that defines it."""
 
 __all__ = [
     "DamagedStateContract",
+    "FakeClock",
+    "Faults",
+    "FaultyAtomicBackend",
+    "FaultyProvider",
+    "FaultyStateBackend",
+    "FaultyVersionedProvider",
+    "InjectedFault",
+    "Override",
+    "ProviderOverrides",
     "RunLeaseContract",
+    "RunnerFactory",
+    "SequentialIds",
     "StateBackendContract",
     "StateProviderContract",
     "UntypedDamagedStateContract",
     "VersionedStateProviderContract",
+    "in_memory_container",
     "make_run",
     "make_step",
+    "override_providers",
+    "step_paths",
+    "with_step",
 ]
+
+
+if not TYPE_CHECKING:  # the type checker sees the imports above, and no catch-all
+
+    def __getattr__(name: str) -> Any:
+        home = _HOMES.get(name)
+        if home is None:
+            raise AttributeError(f"module 'flujo.testing' has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"flujo.testing.{home}"), name)
+        globals()[name] = value  # found once; later lookups do not come here
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})

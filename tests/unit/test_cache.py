@@ -17,6 +17,7 @@ from flujo.infra.caches import InMemoryLRUCache
 from flujo.infra.hashing import Blake3Hasher
 from flujo.infra.serialization import OrjsonSerializer
 from flujo.providers import InMemoryStateProvider
+from flujo.testing import FakeClock
 from tests.doubles import RecordingStateBackend
 from tests.helpers import DictCache, RecordingTelemetry
 
@@ -37,14 +38,6 @@ class Ctx(PipelineContext):
     user: str = "ann"
     lang: str = "en"
     noise: int = 0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _executor(cache: Any = None, telemetry: RecordingTelemetry | None = None) -> ExecutorCore:
@@ -528,36 +521,36 @@ async def test_strict_cache_via_step_cached() -> None:
 
 
 async def test_entry_expires_after_its_ttl() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     body = Counted()
     runner = Flujo(
         Step.from_callable(body, name="s", cache=True, cache_ttl_s=10), persist_state=False
     )
     runner.container.cache_backend.override(providers.Object(InMemoryLRUCache(clock=clock)))
     await runner.run_async(1)
-    clock.now += 9.9
+    clock.advance(9.9)
     assert (await runner.run_async(1)).step_history[0].cache_hit
-    clock.now += 0.2  # 10.1 s after it was stored
+    clock.advance(0.2)  # 10.1 s after it was stored
     expired = await runner.run_async(1)
     assert expired.step_history[0].cache_hit is False
     assert body.calls == [1, 1]
 
 
 async def test_an_entry_without_ttl_lives_until_evicted() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     cache = InMemoryLRUCache(clock=clock)
     await cache.set("k", {"output": 1})
-    clock.now += 10**9
+    clock.advance(10**9)
     assert await cache.get("k") == {"output": 1}
 
 
 async def test_step_cached_sets_the_ttl() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     body = Counted()
     executor = _executor(cache=InMemoryLRUCache(clock=clock))
     s = Step.cached(Step.from_callable(body, name="s"), ttl_s=5)
     await executor.execute(s, 1)
-    clock.now += 6
+    clock.advance(6)
     assert not (await executor.execute(s, 1)).cache_hit
     assert len(body.calls) == 2
 

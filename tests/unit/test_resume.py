@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dependency_injector import providers
 from pydantic import Field
 
 from flujo import (
@@ -34,6 +33,7 @@ from flujo.domain.events import HookEvent, RunFinished, RunStarted, StepStarted
 from flujo.domain.interfaces import RunRecord, StepRecord
 from flujo.infra.state.memory import InMemoryBackend
 from flujo.infra.state.sqlite import SQLiteBackend
+from flujo.testing import FakeClock, override_providers
 from tests.helpers import DictStateProvider
 from tests.lifecycle_doubles import Mortal, ProcessDied, short_lease
 
@@ -275,11 +275,11 @@ async def test_resume_keeps_created_at_and_moves_updated_at() -> None:
     backend = InMemoryBackend()
     calls = Calls()
     first = Flujo(_three_steps(calls, _boom), context_model=Ctx, state_backend=backend)
-    first.container.clock.override(providers.Object(1000.0))
+    override_providers(first.container, clock=FakeClock(1000.0))
     failed = await first.run_async(1)
 
     second = Flujo(_three_steps(calls, lambda x: x), context_model=Ctx, state_backend=backend)
-    second.container.clock.override(providers.Object(2000.0))
+    override_providers(second.container, clock=FakeClock(2000.0))
     await second.resume_async(failed.run_id)
 
     record = await backend.load_run(failed.run_id)

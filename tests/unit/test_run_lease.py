@@ -9,7 +9,6 @@ import time
 from typing import Any
 
 import pytest
-from dependency_injector import providers
 
 from flujo import ConfigurationError, Pipeline, Step
 from flujo.containers import FlujoContainer
@@ -17,6 +16,7 @@ from flujo.domain.errors import ResumeError, RunLeasedError, StateBackendError, 
 from flujo.domain.events import HookEvent, RunFinished
 from flujo.infra.state.memory import InMemoryBackend
 from flujo.providers import InMemoryStateProvider
+from flujo.testing import FakeClock, Faults, FaultyStateBackend, SequentialIds, override_providers
 from tests.lifecycle_doubles import (
     HEARTBEAT_S,
     LEASE_S,
@@ -121,16 +121,15 @@ async def test_a_crashed_runs_lease_is_taken_over_only_after_it_expires() -> Non
 
 
 async def test_a_run_whose_lease_was_taken_over_stops_before_its_next_commit() -> None:
-    now = [1_000.0]
-    container = memory_container()
-    container.clock.override(providers.Callable(lambda: now[0]))
+    clock, container = FakeClock(1_000.0), memory_container()
+    override_providers(container, clock=clock)
     backend, provider = container.state_backend(), InMemoryStateProvider[Any]()
     events: list[HookEvent] = []
 
     async def stall(data: int, *, context: Journal) -> int:
         context.log.set([*(context.log.get() or []), 1])
-        now[0] += 10 * LEASE_S  # this process stalls past its lease ...
-        await backend.claim_run("taken", owner="other", lease_until=now[0] + 60, now=now[0])
+        clock.advance(10 * LEASE_S)  # this process stalls past its lease ...
+        await backend.claim_run("taken", owner="other", lease_until=clock() + 60, now=clock())
         return data  # ... and another process took the run over meanwhile
 
     runner = journal_runner(
@@ -235,8 +234,7 @@ def test_run_leased_error_pickles_with_its_fields() -> None:
 
 async def test_owner_ids_are_unique_per_run_and_come_from_the_container() -> None:
     container = memory_container()
-    ids = iter(["first", "second"])
-    container.owner_id.override(providers.Callable(lambda: next(ids)))
+    override_providers(container, owner_id=SequentialIds("owner"))
     backend = InMemoryBackend()
     owners: list[str | None] = []
 
@@ -252,31 +250,24 @@ async def test_owner_ids_are_unique_per_run_and_come_from_the_container() -> Non
     )
     await runner.run_async(0, run_id="run0")
     await runner.run_async(1, run_id="run1")
-    assert owners == ["first", "second"]
+    assert owners == ["owner-1", "owner-2"]
 
 
-class FlakyRenewals(InMemoryBackend):
-    """Its first ``failures`` lease renewals fail, as a store that went away for a moment."""
-
-    def __init__(self, failures: int) -> None:
-        super().__init__()
-        self.failures = failures
-        self.renewals = 0
-
-    async def renew_lease(self, run_id: str, *, owner: str, lease_until: float) -> None:
-        self.renewals += 1
-        if self.renewals <= self.failures:
-            raise StateBackendError("renewing failed: connection reset")
-        await super().renew_lease(run_id, owner=owner, lease_until=lease_until)
+def flaky_renewals(failures: Faults) -> FaultyStateBackend:
+    """Run state in memory whose lease renewals fail as scheduled: a store gone for a moment."""
+    reset = StateBackendError("renewing failed: connection reset")
+    return FaultyStateBackend(
+        InMemoryBackend(), renew_lease=dataclasses.replace(failures, error=reset)
+    )
 
 
 async def test_a_failed_renewal_is_reported_and_tried_again_at_the_next_beat(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    backend = FlakyRenewals(failures=2)
+    backend = flaky_renewals(Faults.first(2))
 
     async def through_three_beats(data: int) -> int:
-        while backend.renewals < 3:  # two failed renewals, then one that lands
+        while backend.calls["renew_lease"] < 3:  # two failed renewals, then one that lands
             await asyncio.sleep(HEARTBEAT_S / 5)
         return data
 
@@ -288,7 +279,7 @@ async def test_a_failed_renewal_is_reported_and_tried_again_at_the_next_beat(
     with caplog.at_level("WARNING"):
         result = await runner.run_async(0, run_id="flaky")
     assert result.status == "completed"
-    assert backend.renewals >= 3
+    assert backend.calls["renew_lease"] >= 3
     warned = [
         r.getMessage() for r in caplog.records if "renewing its lease failed" in r.getMessage()
     ]
@@ -296,7 +287,7 @@ async def test_a_failed_renewal_is_reported_and_tried_again_at_the_next_beat(
 
 
 async def test_a_lease_that_cannot_be_confirmed_before_it_expires_stops_the_commit() -> None:
-    backend = FlakyRenewals(failures=1_000)
+    backend = flaky_renewals(Faults.always())
 
     async def longer_than_the_lease(data: int) -> int:
         await asyncio.sleep(LEASE_S)

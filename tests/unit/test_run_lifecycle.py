@@ -22,15 +22,16 @@ from flujo.domain.interfaces import StepRecord
 from flujo.infra.state.memory import InMemoryBackend
 from flujo.infra.state.sqlite import SQLiteBackend
 from flujo.providers import InMemoryStateProvider
+from flujo.testing import Faults
 from tests.lifecycle_doubles import (
     Journal,
     Mortal,
-    PlainSwitch,
     ProcessDied,
-    Switch,
     appender,
     journal_runner,
     memory_container,
+    plain_switch,
+    switch,
 )
 
 # --- run ids -------------------------------------------------------------------------------
@@ -114,7 +115,7 @@ class FailingCheckpoint(InMemoryBackend):
 
 
 async def test_a_backend_failure_in_a_checkpoint_ends_the_run_failed_stored_and_hooked() -> None:
-    backend, provider = FailingCheckpoint("append2"), Switch({"log": []})
+    backend, provider = FailingCheckpoint("append2"), switch({"log": []})
     events: list[HookEvent] = []
     steps = [appender(i, in_place=True) for i in range(4)]
     runner = journal_runner(steps, provider, state_backend=backend, hooks=[events.append])
@@ -140,7 +141,7 @@ async def test_a_backend_failure_in_a_checkpoint_ends_the_run_failed_stored_and_
 async def test_a_checkpoint_that_keeps_failing_saves_no_in_place_change_twice(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    backend, provider = FailingCheckpoint("append2", times=2), Switch({"log": []})
+    backend, provider = FailingCheckpoint("append2", times=2), switch({"log": []})
     steps = [appender(i, in_place=True) for i in range(4)]
     runner = journal_runner(steps, provider, state_backend=backend)
 
@@ -166,7 +167,7 @@ async def _cancel_mid_run(runner: Any, run_id: str, started: asyncio.Event) -> N
 
 
 async def test_a_cancelled_run_is_stored_cancelled_hooked_and_resumable() -> None:
-    container, provider = memory_container(), Switch({"log": []})
+    container, provider = memory_container(), switch({"log": []})
     events: list[HookEvent] = []
     started = asyncio.Event()
     hanging = [True]
@@ -197,7 +198,7 @@ async def test_a_cancelled_run_is_stored_cancelled_hooked_and_resumable() -> Non
 
 
 async def test_what_a_cancelled_step_changed_in_place_is_not_saved() -> None:
-    container, provider = memory_container(), Switch({"log": []})
+    container, provider = memory_container(), switch({"log": []})
     started = asyncio.Event()
 
     async def hang(data: int, *, context: Journal) -> int:
@@ -212,9 +213,9 @@ async def test_what_a_cancelled_step_changed_in_place_is_not_saved() -> None:
 
 
 async def test_a_failed_end_of_run_save_is_made_by_the_resume_before_it_completes() -> None:
-    container, provider = memory_container(), Switch({"log": []})
+    container, provider = memory_container(), switch({"log": []})
     runner = journal_runner([appender(0, in_place=True)], provider, container=container)
-    provider.saves_down = True
+    provider.inject(save=Faults.always())
     failed = await runner.run_async(0, run_id="owed")
 
     assert failed.status == "failed" and "StateSaveError" in (failed.error or "")
@@ -224,7 +225,7 @@ async def test_a_failed_end_of_run_save_is_made_by_the_resume_before_it_complete
     assert [(o["provider_id"], o["key"], o["value"]) for o in owed] == [("journal", "log", [0])]
     assert await provider.load("log") == []
 
-    provider.saves_down = False
+    provider.heal()
     other = journal_runner([appender(0, in_place=True)], provider, container=container)
     resumed = await other.resume_async("owed")
     assert resumed.status == "completed" and resumed.success
@@ -233,27 +234,27 @@ async def test_a_failed_end_of_run_save_is_made_by_the_resume_before_it_complete
 
 
 async def test_an_owed_save_that_fails_again_keeps_the_run_failed_and_owing() -> None:
-    container, provider = memory_container(), PlainSwitch({"log": []})
+    container, provider = memory_container(), plain_switch({"log": []})
     steps = [appender(0, in_place=True), appender(1, in_place=True)]
     runner = journal_runner(steps, provider, container=container)
-    provider.saves_down = True
+    provider.inject(save=Faults.always())
     await runner.run_async(0, run_id="owed")
     again = await runner.resume_async("owed")
     assert again.status == "failed" and "StateSaveError" in (again.error or "")
     assert json.loads((await container.state_backend().load_run("owed")).owed or b"[]")[0][
         "value"
     ] == [0, 1]
-    provider.saves_down = False
+    provider.heal()
     done = await runner.resume_async("owed")
-    assert done.status == "completed" and provider.data["log"] == [0, 1]
+    assert done.status == "completed" and provider.inner.data["log"] == [0, 1]
 
 
 async def test_an_owed_save_another_writer_overtook_conflicts_unless_told() -> None:
-    container, provider = memory_container(), Switch({"log": []})
+    container, provider = memory_container(), switch({"log": []})
     runner = journal_runner([appender(0, in_place=True)], provider, container=container)
-    provider.saves_down = True
+    provider.inject(save=Faults.always())
     await runner.run_async(0, run_id="owed")
-    provider.saves_down = False
+    provider.heal()
     await provider.save("log", ["someone else"])
 
     with pytest.raises(StateConflictError, match="journal:log"):
@@ -264,10 +265,10 @@ async def test_an_owed_save_another_writer_overtook_conflicts_unless_told() -> N
 
 
 async def test_a_run_whose_references_fail_to_load_is_stored_failed_and_resumable() -> None:
-    container, provider = memory_container(), Switch({"log": [7]})
+    container, provider = memory_container(), switch({"log": [7]})
     events: list[HookEvent] = []
     runner = journal_runner([appender(0)], provider, container=container, hooks=[events.append])
-    provider.loads_down = True
+    provider.inject(load=Faults.always())
     with pytest.raises(StateLoadError, match="'journal'"):
         await runner.run_async(0, run_id="load")
 
@@ -277,6 +278,6 @@ async def test_a_run_whose_references_fail_to_load_is_stored_failed_and_resumabl
     assert [type(e) for e in events] == [RunFinished]
     assert not [e for e in events if isinstance(e, RunStarted)]
 
-    provider.loads_down = False
+    provider.heal()
     resumed = await runner.resume_async("load")
     assert resumed.status == "completed" and await provider.load("log") == [7, 0]

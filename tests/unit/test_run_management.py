@@ -8,28 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dependency_injector import providers
 
 from flujo import ConfigurationError, Flujo, Step
 from flujo.domain.errors import RunNotFoundError
 from flujo.domain.models import RunInfo
 from flujo.infra.state.memory import InMemoryBackend
 from flujo.infra.state.sqlite import SQLiteBackend
+from flujo.testing import FakeClock, override_providers
 
 
 @pytest.fixture(autouse=True)
 def _no_state_uri_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FLUJO_STATE_URI", raising=False)
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _ok(x: Any) -> Any:
@@ -55,26 +45,26 @@ def backend_factory(
 
 
 def _runner(
-    backend: Any, clock: Clock, pipeline: Any = None, **kwargs: Any
+    backend: Any, clock: FakeClock, pipeline: Any = None, **kwargs: Any
 ) -> Flujo[Any, Any, Any]:
     runner = Flujo(pipeline or _pipeline(), state_backend=backend, **kwargs)
-    runner.container.clock.override(providers.Callable(clock))
+    override_providers(runner.container, clock=clock)
     return runner
 
 
-async def _stored_runs(backend: Any, clock: Clock) -> dict[str, str]:
+async def _stored_runs(backend: Any, clock: FakeClock) -> dict[str, str]:
     """Store one run of each end status, each 100 s after the previous one."""
     ids: dict[str, str] = {}
     async with _runner(backend, clock, pipeline_name="p") as ok:
-        clock.now += 100
+        clock.advance(100)
         ids["completed"] = (await ok.run_async(1, run_id="run-completed")).run_id
     async with _runner(backend, clock, _pipeline(_boom), pipeline_name="p") as bad:
-        clock.now += 100
+        clock.advance(100)
         ids["failed"] = (await bad.run_async(1, run_id="run-failed")).run_id
     async with _runner(
         backend, clock, _pipeline() >> Step.human_in_the_loop("ok?"), pipeline_name="p"
     ) as waiting:
-        clock.now += 100
+        clock.advance(100)
         ids["paused"] = (await waiting.run_async(1, run_id="run-paused")).run_id
     return ids
 
@@ -85,7 +75,7 @@ async def _stored_runs(backend: Any, clock: Clock) -> dict[str, str]:
 async def test_list_runs_newest_first_with_status_filter_and_limit(
     backend_factory: Callable[[], Any],
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(1_700_000_000.0)
     await _stored_runs(backend_factory(), clock)
 
     async with _runner(backend_factory(), clock) as runner:
@@ -100,7 +90,7 @@ async def test_list_runs_newest_first_with_status_filter_and_limit(
 async def test_list_runs_reports_run_info_fields_in_utc(
     backend_factory: Callable[[], Any],
 ) -> None:
-    clock = Clock(1_700_000_000.0)
+    clock = FakeClock(1_700_000_000.0)
     async with _runner(backend_factory(), clock, pipeline_name="billing") as runner:
         await runner.run_async(1, run_id="r1")
         (info,) = await runner.list_runs()
@@ -118,7 +108,7 @@ async def test_list_runs_reports_run_info_fields_in_utc(
 
 
 async def test_run_info_of_a_paused_and_a_failed_run(backend_factory: Callable[[], Any]) -> None:
-    clock = Clock()
+    clock = FakeClock(1_700_000_000.0)
     await _stored_runs(backend_factory(), clock)
     async with _runner(backend_factory(), clock) as runner:
         by_id = {r.run_id: r for r in await runner.list_runs()}
@@ -131,13 +121,13 @@ async def test_run_info_of_a_paused_and_a_failed_run(backend_factory: Callable[[
 
 
 async def test_updated_at_moves_with_each_resume_and_reorders_the_list() -> None:
-    clock = Clock()
+    clock = FakeClock(1_700_000_000.0)
     backend = InMemoryBackend()
     await _stored_runs(backend, clock)
     runner = _runner(
         backend, clock, _pipeline() >> Step.human_in_the_loop("ok?"), pipeline_name="p"
     )
-    clock.now += 1000
+    clock.advance(1000)
     paused = await runner.get_run("run-paused")
     await runner.resume_async("run-paused", human_input="yes")
 
@@ -152,7 +142,7 @@ async def test_updated_at_moves_with_each_resume_and_reorders_the_list() -> None
 
 
 async def test_get_run_returns_the_step_history(backend_factory: Callable[[], Any]) -> None:
-    clock = Clock()
+    clock = FakeClock(1_700_000_000.0)
     await _stored_runs(backend_factory(), clock)
     async with _runner(backend_factory(), clock) as runner:
         failed = await runner.get_run("run-failed")
@@ -181,9 +171,9 @@ async def test_get_run_of_an_unknown_id_names_it() -> None:
 async def test_prune_deletes_old_completed_and_failed_runs(
     backend_factory: Callable[[], Any], older_than: timedelta | float
 ) -> None:
-    clock = Clock(1000.0)
+    clock = FakeClock(1000.0)
     await _stored_runs(backend_factory(), clock)  # updated at 1100, 1200, 1300
-    clock.now = 1350.0
+    clock.set(1350.0)
     async with _runner(backend_factory(), clock) as runner:
         # cutoff 1200: only the completed run (1100) is older; failed (1200) is not older.
         assert await runner.prune(older_than=older_than) == 1
@@ -194,9 +184,9 @@ async def test_prune_deletes_old_completed_and_failed_runs(
 
 
 async def test_prune_keeps_paused_runs_unless_asked(backend_factory: Callable[[], Any]) -> None:
-    clock = Clock(1000.0)
+    clock = FakeClock(1000.0)
     await _stored_runs(backend_factory(), clock)
-    clock.now = 10_000.0
+    clock.set(10_000.0)
     async with _runner(backend_factory(), clock) as runner:
         assert await runner.prune(older_than=0) == 2
         assert [r.run_id for r in await runner.list_runs()] == ["run-paused"]
@@ -207,7 +197,7 @@ async def test_prune_keeps_paused_runs_unless_asked(backend_factory: Callable[[]
 async def test_prune_with_nothing_old_enough_deletes_nothing(
     backend_factory: Callable[[], Any],
 ) -> None:
-    clock = Clock(1000.0)
+    clock = FakeClock(1000.0)
     await _stored_runs(backend_factory(), clock)
     async with _runner(backend_factory(), clock) as runner:
         assert await runner.prune(older_than=timedelta(days=1)) == 0
@@ -216,13 +206,13 @@ async def test_prune_with_nothing_old_enough_deletes_nothing(
 
 
 async def test_prune_removes_the_step_records_too(tmp_path: Path) -> None:
-    clock = Clock(1000.0)
+    clock = FakeClock(1000.0)
     backend = SQLiteBackend(tmp_path / "runs.db")
     try:
         runner = _runner(backend, clock)
         done = await runner.run_async(1)
         assert len(await backend.load_steps(done.run_id)) == 2
-        clock.now += 10
+        clock.advance(10)
         assert await runner.prune(older_than=5) == 1
         assert list(await backend.load_steps(done.run_id)) == []
     finally:

@@ -25,7 +25,9 @@ from flujo.domain.errors import StateLoadError
 from flujo.domain.models import ContextReference, PipelineContext, StepResult
 from flujo.domain.reducers import append
 from flujo.infra.hashing import Blake3Hasher
+from flujo.testing import Faults, FaultyProvider
 from tests.doubles import RecordingProvider
+from tests.helpers import DictStateProvider
 
 TESTING_PROFILE = "testing"
 
@@ -100,15 +102,9 @@ class CountingHasher:
         return self._inner.digest(data)
 
 
-class HangingProvider:
-    """A provider whose ``load`` never answers in time."""
-
-    async def load(self, key: str) -> Any:
-        await asyncio.sleep(10)
-        return None
-
-    async def save(self, key: str, data: Any) -> None:
-        raise AssertionError("nothing to save")
+def hanging_provider() -> FaultyProvider[Any]:
+    """A provider whose loads never answer (until a deadline cancels them)."""
+    return FaultyProvider(DictStateProvider(), load=Faults(hang={1}), save=Faults.always())
 
 
 # --- 1. plain context changes of a failed attempt -------------------------------------------
@@ -723,7 +719,7 @@ async def test_references_are_hashed_only_when_read_once_and_compared_once() -> 
 
 
 async def test_hanging_load_fails_the_step_quickly_naming_provider_and_key() -> None:
-    executor = ExecutorCore(load_timeout_s=0.05, state_providers={"kg": HangingProvider()})
+    executor = ExecutorCore(load_timeout_s=0.05, state_providers={"kg": hanging_provider()})
     ran: list[str] = []
 
     def work(data: Any, *, context: GraphContext) -> Any:
@@ -758,7 +754,7 @@ async def test_hanging_load_under_the_runner_setting_fails_quickly() -> None:
     runner = runner_of(
         Step.from_callable(work, name="work"),
         GraphContext,
-        state_providers={"kg": HangingProvider()},
+        state_providers={"kg": hanging_provider()},
         container=container,
     )
 
