@@ -1,4 +1,10 @@
-"""flujo: multi-step workflows over a typed, shared context, with durable runs and managed state."""
+"""flujo: multi-step workflows over a typed, shared context, with durable runs and managed state.
+
+PYTEST_DONT_REWRITE: this module holds no asserts. The marker tells pytest, which
+loads flujo's plugin (``flujo.testing.pytest_plugin``) and so marks the package for
+assertion rewriting, not to warn when a program imported flujo before running
+pytest in-process; ``flujo.testing``'s contracts are still rewritten.
+"""
 
 from flujo.application.runner import Flujo
 from flujo.domain.dsl.pipeline import Pipeline
