@@ -205,3 +205,66 @@ async def test_on_pending_must_be_one_of_the_choices() -> None:
     runner = _runner(InMemoryBackend(), kg=CopyingProvider({}), aux=CopyingProvider({}))
     with pytest.raises(ConfigurationError, match="on_pending"):
         await runner.resume_async("nope", on_pending="maybe")  # type: ignore[arg-type]
+
+
+async def test_a_save_whose_reply_was_lost_is_known_landed_and_not_repeated() -> None:
+    """The save lands, its answer is lost, the retry finds the run's own write: no duplicate."""
+    from flujo.infra.providers.memory import InMemoryStateProvider
+    from flujo.testing import Faults, FaultyProvider
+
+    def add(data: Any, *, context: Ctx) -> Any:
+        RAN.append("add")
+        context.log.set([*(context.log.get() or []), data])
+        return data
+
+    kg = FaultyProvider(InMemoryStateProvider({"log": []}), save=Faults(fail_after={1}))
+    backend = InMemoryBackend()
+    runner = Flujo(
+        Step.from_callable(add, name="add", max_retries=1) >> _append("two"),
+        context_model=Ctx,
+        state_providers={"kg": kg, "aux": InMemoryStateProvider({"other": []})},
+        state_backend=backend,
+        container=memory_container(),
+    )
+
+    result = await runner.run_async(0, run_id="lost")
+
+    assert result.success, result.feedback
+    assert RAN == ["add", "two"], "the step ran once: its save had landed"
+    assert (await kg.load("log")) == [0, "two"], "stored once"
+    assert not any(s.pending for s in await backend.load_steps("lost"))
+
+
+async def test_a_conflict_with_another_writer_after_a_lost_reply_still_fails() -> None:
+    """Only the run's own write counts as landed: another writer's is a conflict."""
+    from flujo.infra.providers.memory import InMemoryStateProvider
+    from flujo.testing import Faults, FaultyProvider
+
+    inner: InMemoryStateProvider[Any] = InMemoryStateProvider({"log": []})
+
+    def add(data: Any, *, context: Ctx) -> Any:
+        context.log.set([*(context.log.get() or []), data])
+        return data
+
+    kg = FaultyProvider(inner, save=Faults(fail={1}))
+    original = kg.save_versioned
+
+    async def racing(writes: Sequence[Write[Any]]) -> list[int]:
+        if kg.calls.get("save", 0) == 0:  # another process writes just before ours fails
+            await inner.save_versioned([Write("log", ["theirs"], None, "elsewhere/0")])
+        return await original(writes)
+
+    kg.save_versioned = racing  # type: ignore[method-assign]
+    runner = Flujo(
+        Step.from_callable(add, name="add", max_retries=1),
+        context_model=Ctx,
+        state_providers={"kg": kg, "aux": InMemoryStateProvider({"other": []})},
+        state_backend=InMemoryBackend(),
+        container=memory_container(),
+    )
+
+    result = await runner.run_async(0, run_id="raced")
+
+    assert not result.success
+    assert "StateConflictError" in (result.feedback or "")
+    assert (await inner.load("log")) == ["theirs"], "their write is kept"

@@ -14,30 +14,29 @@ costs nothing whatever its size) and compared once, when the run ends.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from flujo.application.core.awaiting import deadline, gather_all, why
+from flujo.application.core.entry import Entry, Key
 from flujo.application.core.references import (
     find_references,
     model_fields_to_search,
     reference_fields,
 )
+from flujo.application.core.saving import save_entries
 from flujo.domain.errors import (
     ConfigurationError,
     ReferenceNotHydratedError,
-    StateConflictError,
     StateLoadError,
-    StateSaveError,
 )
 from flujo.domain.interfaces import (
     Hasher,
     Serializer,
     StateProvider,
     Telemetry,
-    Write,
 )
 from flujo.domain.models import ContextReference
 
@@ -46,59 +45,8 @@ __all__ = ["Entry", "Key", "MissingProviderPolicy", "StateSession"]
 _VERSIONED_METHODS = ("load", "save", "load_versioned", "save_versioned")
 """The methods a ``VersionedStateProvider`` has."""
 
-Key = tuple[str, str]
-"""``(provider_id, key)``: the identity of one referenced value."""
-
 MissingProviderPolicy = Literal["error", "warn"]
 """What a reference to an unregistered provider does: stop the run, or warn and skip it."""
-
-
-class Entry:
-    """One referenced value of the run, shared by every reference to its key."""
-
-    __slots__ = (
-        "digest",
-        "ident",
-        "loaded",
-        "path",
-        "provider",
-        "read",
-        "refs",
-        "session",
-        "tainted",
-        "value",
-        "version",
-        "watch",
-    )
-
-    def __init__(
-        self, session: StateSession, ident: Key, provider: StateProvider[Any], path: str
-    ) -> None:
-        self.session = session
-        self.ident = ident
-        self.provider = provider
-        self.path = path
-        self.value: Any = None
-        self.version: int | None = None
-        """The provider's version of ``value`` (versioned providers), else ``None``."""
-        self.loaded = False
-        self.digest: str | None = None
-        self.read = False
-        self.watch = True
-        self.tainted: str | None = None
-        """Why in-place changes of this value cannot be saved (a failed step read it)."""
-        self.refs: list[ContextReference[Any]] = []
-
-    def publish(self) -> None:
-        """Give every reference object bound to this entry the entry's value."""
-        for ref in self.refs:
-            private: Any = ref.__pydantic_private__
-            private["_value"] = self.value
-            private["_dirty"] = False
-
-    def describe(self) -> str:
-        """``path (provider 'p', key 'k')`` for messages."""
-        return f"{self.path or 'a reference'} (provider {self.ident[0]!r}, key {self.ident[1]!r})"
 
 
 class StateSession:
@@ -332,42 +280,14 @@ class StateSession:
         ``landed`` collects the entries whose save landed; the first failure is raised
         after every call has ended (``StateSaveError``, or ``StateConflictError``).
         """
-        by_provider: dict[str, list[Entry]] = {}
-        for entry in entries:
-            by_provider.setdefault(entry.ident[0], []).append(entry)
-        landed = [] if landed is None else landed
-        calls: list[Awaitable[None]] = []
-        for provider_id, group in by_provider.items():
-            if self.is_versioned(provider_id, group[0].provider):
-                calls.append(self._save_versioned(group, writer, landed))
-            else:
-                calls.extend(self._save_plain(entry, landed) for entry in group)
-        await gather_all(calls)
-
-    async def _save_versioned(self, group: list[Entry], writer: str, landed: list[Entry]) -> None:
-        writes = [
-            Write(e.ident[1], e.value, e.version if e.loaded else None, writer) for e in group
-        ]
-        provider: Any = group[0].provider
-        try:
-            versions = await deadline(provider.save_versioned(writes), self.save_timeout_s)
-        except StateConflictError:
-            raise
-        except Exception as exc:
-            names = ", ".join(e.describe() for e in group)
-            raise StateSaveError(f"saving {names} failed: {why(exc, self.save_timeout_s)}") from exc
-        for entry, version in zip(group, versions, strict=True):
-            entry.version, entry.loaded = version, True
-            landed.append(entry)
-
-    async def _save_plain(self, entry: Entry, landed: list[Entry]) -> None:
-        try:
-            await deadline(entry.provider.save(entry.ident[1], entry.value), self.save_timeout_s)
-        except Exception as exc:
-            raise StateSaveError(
-                f"saving {entry.describe()} failed: {why(exc, self.save_timeout_s)}"
-            ) from exc
-        landed.append(entry)
+        await save_entries(
+            entries,
+            writer,
+            [] if landed is None else landed,
+            versioned=self.is_versioned,
+            save_timeout_s=self.save_timeout_s,
+            load_timeout_s=self.load_timeout_s,
+        )
 
     def changed_in_place(self, context: BaseModel | None) -> list[Entry]:
         """Entries set outside any step, or changed in place since a step first read them."""
