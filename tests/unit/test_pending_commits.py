@@ -268,3 +268,35 @@ async def test_a_conflict_with_another_writer_after_a_lost_reply_still_fails() -
     assert not result.success
     assert "StateConflictError" in (result.feedback or "")
     assert (await inner.load("log")) == ["theirs"], "their write is kept"
+
+
+async def test_a_lost_reply_without_retries_is_settled_from_versions_on_resume() -> None:
+    """The failed step's record says its save failed; the versions say it landed."""
+    from flujo.infra.providers.memory import InMemoryStateProvider
+    from flujo.testing import Faults, FaultyProvider
+
+    def add(data: Any, *, context: Ctx) -> Any:
+        RAN.append("add")
+        context.log.set([*(context.log.get() or []), data])
+        return data
+
+    kg = FaultyProvider(InMemoryStateProvider({"log": []}), save=Faults(fail_after={1}))
+    backend = InMemoryBackend()
+
+    def runner() -> Flujo[Any, Any, Ctx]:
+        return Flujo(
+            Step.from_callable(add, name="add") >> _append("two"),
+            context_model=Ctx,
+            state_providers={"kg": kg, "aux": InMemoryStateProvider({"other": []})},
+            state_backend=backend,
+            container=memory_container(),
+        )
+
+    failed = await runner().run_async(0, run_id="lost")
+    assert not failed.success and "StateSaveError" in (failed.feedback or "")
+
+    resumed = await runner().resume_async("lost")
+
+    assert resumed.success, resumed.feedback
+    assert RAN == ["add", "two"], "not re-run: its save had landed"
+    assert (await kg.load("log")) == [0, "two"]

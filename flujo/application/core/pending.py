@@ -1,8 +1,9 @@
 """Settling a step whose commit was interrupted: whether its provider saves landed.
 
 A pending step record (see ``flujo.application.core.commit``) lists the writes
-its step was making. On resume each is checked: what the failed commit itself
-recorded, else the provider's version and writer tag (``VersionedStateProvider``).
+its step was making. On resume each is checked: a save that returned is landed; for a
+``VersionedStateProvider``, the stored version and writer tag tell; otherwise a save
+that raised is taken as not landed.
 Every write landed: the record is committed and the step does not run again.
 None landed: the step runs again (the providers hold the values from before it).
 Some landed, or flujo cannot tell: ``StateConflictError`` names the step and the
@@ -43,16 +44,17 @@ async def _landed(
     ident = [write["provider_id"], write["key"]]
     if ident in outcome.get("landed", []):
         return True
-    if ident in outcome.get("failed", []):
-        return False
     provider = providers.get(write["provider_id"])
-    if not isinstance(provider, VersionedStateProvider):
+    if isinstance(provider, VersionedStateProvider):
+        # Before the failed list: a save whose reply was lost is recorded failed, yet landed.
+        found = await provider.load_versioned(write["key"])
+        expected = write.get("expected_version")
+        if found.writer == write["writer"] and (expected is None or found.version == expected + 1):
+            return True
+        if expected is not None and found.version == expected:
+            return False
         return None
-    found = await provider.load_versioned(write["key"])
-    if found.writer == write["writer"]:
-        return True
-    expected = write.get("expected_version")
-    if expected is not None and found.version == expected:
+    if ident in outcome.get("failed", []):
         return False
     return None
 
