@@ -47,7 +47,10 @@ class Faults:
     broken: set[str] = field(default_factory=set)
     crash_at: int | None = None
     crash_in_save: bool = False
+    lose_reply_at: int | None = None
+    """The save (numbered from 1) that lands and then raises, as when its answer is lost."""
     events: int = 0
+    saves: int = 0
 
     def tick(self) -> None:
         self.events += 1
@@ -90,6 +93,9 @@ class Store:
             out.append(self.versions[write.key])
         if self.faults.crash_in_save:
             self.faults.tick()  # dies after it was stored
+        self.faults.saves += 1
+        if self.faults.saves == self.faults.lose_reply_at:
+            raise ConnectionError("the store committed, then the connection dropped")
         return out
 
 
@@ -224,6 +230,7 @@ async def test_faults_and_crashes_give_the_fault_free_outcome(
         broken=set(data.draw(st.lists(st.sampled_from(names), max_size=1), label="broken")),
         crash_at=data.draw(st.none() | st.integers(1, 8), label="crash at"),
         crash_in_save=data.draw(st.booleans(), label="crash in a save"),
+        lose_reply_at=data.draw(st.none() | st.integers(1, 6), label="reply lost at save"),
     )
     assert await _outcome(shapes_, faults) == clean
 

@@ -58,6 +58,8 @@ class Progress:
     resumed: dict[str, Any] | None = None
     """The partial state stored before a crash, for the step being resumed."""
     last: dict[str, Any] | None = None
+    pending: bool = False
+    """A commit of it failed half-way: its pending record, not a failure record, must stay."""
 
 
 PROGRESS: ContextVar[Progress | None] = ContextVar("flujo_progress", default=None)

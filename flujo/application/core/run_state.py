@@ -218,9 +218,13 @@ class RunState(Generic[ContextT]):
         session = executor.session
         resumed = self.start.partial if index == self.start.index else None
         flushes = 0
+        # What a rerun of an interrupted commit restores: the context as this loop or map
+        # last committed it (before its first commit of this process, as a resume found it;
+        # with no partial state at all, a resume restarts from the step before instead).
+        committed = None if resumed is None else self.json(self.context, "the context")
 
         async def record(partial: dict[str, Any], scope: Scope | None) -> None:
-            nonlocal flushes
+            nonlocal flushes, committed
             if self.lease is not None and not self.lease.fresh():
                 await self.lease.confirm()  # never commit over a run another process took
             if scope is not None:
@@ -232,7 +236,7 @@ class RunState(Generic[ContextT]):
                 # What a rerun of an interrupted commit goes back to.
                 payload["before"] = {
                     "partial": progress.last if progress.last is not None else resumed,
-                    "context": self.parts.serializer.loads(self.last_context or self.context_json),
+                    "context": self.parts.serializer.loads(committed or self.context_json),
                 }
             flushes += 1
 
@@ -248,18 +252,22 @@ class RunState(Generic[ContextT]):
                     pending=pending,
                 )
 
-            await commit_step(
-                state_backend,
-                make,
-                payload,
-                staged,
-                session,
-                f"{self.run_id}/{index}/{flushes}",
-                step.config,
-                executor.backoff,
-            )
-            progress.last = partial
-            self.last_context = context
+            try:
+                await commit_step(
+                    state_backend,
+                    make,
+                    payload,
+                    staged,
+                    session,
+                    f"{self.run_id}/{index}/{flushes}",
+                    step.config,
+                    executor.backoff,
+                )
+            except StateError:
+                progress.pending = bool(staged)
+                raise
+            progress.last, progress.pending = partial, False
+            self.last_context = committed = context
 
         progress = Progress(record=record, resumed=resumed)
         return progress
@@ -349,6 +357,8 @@ async def commit_result(
             result, staged = exc.failed(result), []  # a failed step saves nothing it set()
             partial = progress.last if progress is not None else None
             payload = run.step_payload(result, partial)
+        if progress is not None and progress.pending and not result.success:
+            return result  # the pending record of its last commit is what a resume settles
         if index == run.start.index and run.start.settled is not None:
             payload["settled"] = run.start.settled  # how the caller resolved a pending step
         if partial is not None and run.last_context is not None:
