@@ -57,6 +57,13 @@ class _Unset:
 
 _UNSET: Any = _Unset()
 
+# BaseModel's slots, written through their descriptors: faster than object.__setattr__
+# by name, and a context copy makes one reference copy per reference field.
+_SET_DICT = BaseModel.__dict__["__dict__"].__set__
+_SET_FIELDS = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_SET_EXTRA = BaseModel.__dict__["__pydantic_extra__"].__set__
+_SET_PRIVATE = BaseModel.__dict__["__pydantic_private__"].__set__
+
 
 class ContextReference(BaseModel, Generic[T]):
     """A pointer to a value held by a ``StateProvider``; it serializes as the pointer only.
@@ -149,15 +156,14 @@ class ContextReference(BaseModel, Generic[T]):
         # context copies: its cost never grows with the referenced data.
         # Built as model_construct would, at a fraction of its cost (a copy per context made).
         made = object.__new__(type(self))
-        _set = object.__setattr__
-        _set(
+        fields = self.__dict__
+        _SET_DICT(
             made,
-            "__dict__",
-            {"provider_id": self.provider_id, "key": self.key, "watch": self.watch},
+            {"provider_id": fields["provider_id"], "key": fields["key"], "watch": fields["watch"]},
         )
-        _set(made, "__pydantic_fields_set__", set(self.__pydantic_fields_set__))
-        _set(made, "__pydantic_extra__", None)
-        _set(made, "__pydantic_private__", {"_value": _UNSET, "_dirty": False, "_entry": None})
+        _SET_FIELDS(made, set(self.__pydantic_fields_set__))
+        _SET_EXTRA(made, None)
+        _SET_PRIVATE(made, {"_value": _UNSET, "_dirty": False, "_entry": None})
         access = ACCESS.get()  # what model_post_init does, without pydantic's private reset
         if access is not None:
             access.note_new()
@@ -186,6 +192,26 @@ class PipelineContext(BaseModel):
     scratchpad: dict[str, Any] = Field(
         default_factory=dict, description="Free-form notes steps may share."
     )
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Give each reference default a factory: a fresh pointer per context, made cheaply."""
+        super().__pydantic_init_subclass__(**kwargs)
+        # pydantic deep-copies a model default through copy.deepcopy for every context it
+        # builds; a factory making the same unhydrated copy costs half as much. The schema
+        # is built later (defer_build), from these fields; `.default` stays the pointer.
+        for info in cls.__pydantic_fields__.values():
+            default = info.default
+            if isinstance(default, ContextReference) and info.default_factory is None:
+                info.default_factory = default.__copy__
+                if info.json_schema_extra is None:  # a factory's result is not in the schema
+                    pointer: dict[str, Any] = {
+                        "provider_id": default.provider_id,
+                        "key": default.key,
+                    }
+                    if not default.watch:
+                        pointer["watch"] = False
+                    info.json_schema_extra = {"default": pointer}
 
 
 class StepResult(BaseModel):

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Coroutine, Generator, Iterable
 from types import CoroutineType
 from typing import Any
 
-__all__ = ["deadline", "gather_all", "why"]
+__all__ = ["at_once", "deadline", "gather_all", "why"]
 
 
 async def gather_all(work: Iterable[Awaitable[Any]]) -> list[Any]:
@@ -23,22 +23,33 @@ async def gather_all(work: Iterable[Awaitable[Any]]) -> list[Any]:
     return outcomes
 
 
+def at_once(call: Awaitable[Any]) -> tuple[bool, Any]:
+    """Run ``call`` up to its first wait: ``(True, result)`` if it answered, else ``(False, rest)``.
+
+    ``rest`` is what to await for the answer (``call`` itself unless it is a coroutine).
+    A provider that answers at once (one in memory) then needs no timer and no task:
+    arming a deadline costs more than many such calls.
+    """
+    if type(call) is not CoroutineType:
+        return False, call
+    try:
+        waiting = call.send(None)
+    except StopIteration as answered:
+        return True, answered.value
+    return False, _Resumed(call, waiting)
+
+
 async def deadline(call: Awaitable[Any], seconds: float | None) -> Any:
     """Await ``call``, raising ``TimeoutError`` after ``seconds`` (``None``: no deadline)."""
     if seconds is None:
         return await call
-    if type(call) is CoroutineType:
-        # Run it up to its first wait: a provider that answers at once (one in memory)
-        # needs no timer, and arming one costs more than many such calls.
-        try:
-            waiting = call.send(None)
-        except StopIteration as answered:
-            return answered.value
-        call = _Resumed(call, waiting)
+    answered, rest = at_once(call)
+    if answered:
+        return rest
     import asyncio
 
     async with asyncio.timeout(seconds):
-        return await call
+        return await rest
 
 
 class _Resumed:

@@ -186,8 +186,8 @@ async def _execute(run: RunState[ContextT], resumed: bool) -> PipelineResult[Con
             header = run.header("running", start.index, owed=start.owed_json)
             await state_backend.save_run(header, owner=lease.owner)
         # Hydration failures raise before any step runs: no step ever sees unhydrated data.
-        await executor.hydrate(start.context)
         session = executor.session
+        await session.hydrate(start.context)
         if session.manages(start.context):
             # One scope for the run's lean steps (see scope.LeanAccess), where references live.
             access = ACCESS.set(LeanAccess(session, start.context))
@@ -277,6 +277,7 @@ async def _end(
         # The run has ended: an abort signal has nothing left to stop.
         with contextlib.suppress(PipelineAbortSignal):
             await run.emit(RunFinished(run_id=start.run_id, result=result))
+    run.parts.session.close()
     if failure is None:
         if lost is not None:
             raise lost

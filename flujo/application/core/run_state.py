@@ -37,6 +37,7 @@ from flujo.domain.interfaces import (
 )
 from flujo.domain.models import PipelineContext, RunStatus, StepResult
 from flujo.domain.policies import UsageLimits
+from flujo.domain.state_access import ACCESS
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -309,18 +310,22 @@ class RunState(Generic[ContextT]):
     async def emit(self, event: HookEvent) -> None:
         """Give ``event`` to every hook; then raise the first abort signal, if any."""
         abort: PipelineAbortSignal | None = None
-        for hook in self.plan.hooks:
-            try:
-                outcome = hook(event)
-                if inspect.isawaitable(outcome):
-                    await outcome
-            except PipelineAbortSignal as signal:
-                abort = abort or signal  # every hook still hears the event
-            except Exception as exc:
-                self.parts.telemetry.warning(
-                    f"run {self.run_id}: hook {getattr(hook, '__qualname__', hook)!r} failed on "
-                    f"{type(event).__name__}: {type(exc).__name__}: {exc}"
-                )
+        outside = ACCESS.set(None)  # a hook is not a step attempt: references act on their own
+        try:
+            for hook in self.plan.hooks:
+                try:
+                    outcome = hook(event)
+                    if inspect.isawaitable(outcome):
+                        await outcome
+                except PipelineAbortSignal as signal:
+                    abort = abort or signal  # every hook still hears the event
+                except Exception as exc:
+                    self.parts.telemetry.warning(
+                        f"run {self.run_id}: hook {getattr(hook, '__qualname__', hook)!r} failed "
+                        f"on {type(event).__name__}: {type(exc).__name__}: {exc}"
+                    )
+        finally:
+            ACCESS.reset(outside)
         if abort is not None:
             raise abort
 

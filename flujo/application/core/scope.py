@@ -52,7 +52,6 @@ class Scope:
     """The changes of one step attempt (or branch, map item, loop iteration)."""
 
     __slots__ = (
-        "closed",
         "context",
         "copies",
         "isolate",
@@ -89,8 +88,6 @@ class Scope:
         """Private copies of watched values read in this (isolating) scope."""
         self.reads: set[Key] = set()
         self.read_only = read_only
-        self.closed = False
-        """Set when the attempt was abandoned (a timed-out thread may still hold it)."""
 
     # -- what references see ---------------------------------------------------------------
 
@@ -163,7 +160,6 @@ class Scope:
 
     def commit(self) -> None:
         """Hand this scope's changes to its parent (or stage them in the session)."""
-        self.closed = True
         if self.isolate and self.target is not None:
             write_back(self.context, self.target)
         if self.parent is not None:
@@ -184,7 +180,6 @@ class Scope:
 
     def rollback(self, reason: str) -> None:
         """Drop this scope's changes; note values a lean attempt may have changed in place."""
-        self.closed = True
         if not self.isolate:
             for ident in self.reads:
                 entry = self.session.entries.get(ident)
@@ -211,27 +206,38 @@ class LeanAccess(Scope):
 
     A step with no retry and no fallback, at the top of a run, keeps nothing apart
     (see above), and most steps never call ``get()`` or ``set()``: rather than a
-    new scope per attempt, this one is reset at the start of each and handed back
-    at its end only if a reference was touched. Between attempts (a hook), a
-    reference reads and writes its own value, as outside a run.
+    new scope per attempt, this one stays open on the run's context for the whole
+    step loop, and an attempt hands it back at its end only if it touched a
+    reference. Hooks run outside it (``RunState.emit``): there a reference reads and
+    writes its own value, as outside a run.
     """
 
     __slots__ = ("run_context", "touched")
 
     def __init__(self, session: StateSession, run_context: Any) -> None:
-        super().__init__(session, None, "", None, isolate=False)
+        # Scope's fields set here, not through Scope.__init__: one of these per run.
+        self.session, self.parent, self.name, self.target, self.context = (
+            session,
+            None,
+            "",
+            None,
+            None,
+        )
+        self.isolate, self.read_only = False, None
+        self.writes, self.copies, self.reads = {}, {}, set()
         self.touched = False
         self.run_context = None if session.needs_hydration(run_context) else run_context
         """The run's context when its references are all known and bound (found by type)."""
+        self.target = self.context = run_context
 
     def begin(self, name: str, context: Any) -> None:
         """Start a lean attempt of step ``name`` on ``context``."""
-        self.name, self.target, self.context = name, context, context
-        self.closed = False
+        self.name = name
+        if self.target is not context:
+            self.target = self.context = context
 
     def end(self) -> Scope | None:
         """End the attempt; return this scope if it touched a reference (commit or drop it)."""
-        self.target = self.context = None
         if not self.touched:
             return None
         self.touched = False
