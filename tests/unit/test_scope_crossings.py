@@ -346,3 +346,44 @@ async def test_a_lean_step_in_a_thread_commits_its_set() -> None:
     assert result.success, result.feedback
     assert after == [["t"]]
     assert kg.save_calls == [("graph", ["t"])]
+
+
+class _HookCtx(PipelineContext):
+    log: ContextReference[list[str]] = ContextReference(provider_id="store", key="log")
+
+
+async def test_a_hooks_set_between_steps_is_its_own_not_the_next_steps() -> None:
+    """A hook is not a step attempt: its set() survives the next step failing, saved at the end."""
+    from flujo.domain.events import HookEvent, StepFinished
+    from flujo.providers import InMemoryStateProvider
+
+    store: InMemoryStateProvider[list[str]] = InMemoryStateProvider({"log": []})
+    seen: list[Any] = []
+
+    def hook(event: HookEvent) -> None:
+        if isinstance(event, StepFinished) and event.step_name == "first":
+            context = holder[0]
+            seen.append(context.log.get())
+            context.log.set(["from the hook"])
+
+    holder: list[_HookCtx] = []
+
+    def first(data: int, *, context: _HookCtx) -> int:
+        holder.append(context)
+        return data
+
+    def second(data: int, *, context: _HookCtx) -> int:
+        raise RuntimeError("second fails")
+
+    runner = Flujo(
+        Step.from_callable(first, name="first") >> Step.from_callable(second, name="second"),
+        context_model=_HookCtx,
+        state_providers={"store": store},
+        hooks=[hook],
+        persist_state=False,
+    )
+    result = await runner.run_async(0)
+
+    assert not result.success
+    assert seen == [[]]
+    assert store.data["log"] == ["from the hook"], "saved at the end, like a set() outside a run"
