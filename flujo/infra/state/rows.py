@@ -10,7 +10,9 @@ decoder, a pydantic model or ``datetime``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -29,6 +31,7 @@ __all__ = [
     "optional_text",
     "optional_timestamp",
     "run_record",
+    "run_row",
     "schema_version",
     "shown",
     "status",
@@ -38,6 +41,14 @@ __all__ = [
 ]
 
 MAX_TIMESTAMP = 253402300799.0
+
+_RUN_VALUES = operator.attrgetter(*(f.name for f in dataclasses.fields(RunRecord)))
+
+
+def run_row(run: RunRecord) -> tuple[Any, ...]:
+    """Return ``run``'s values in field order (``dataclasses.astuple`` without its deep copy)."""
+    values: tuple[Any, ...] = _RUN_VALUES(run)
+    return values
 """The last second of year 9999, the latest time a ``datetime`` can show."""
 
 _SHOWN = 80

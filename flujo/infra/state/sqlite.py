@@ -25,13 +25,13 @@ from flujo.domain.run_queries import check_cutoff, check_limit, check_status, ch
 from flujo.infra.providers.sqlite import SQLiteStateProvider, StateRow, write_rows
 from flujo.infra.sqlite_layout import LAYOUT_VERSION, MIGRATIONS, RUN_TABLES, STATE_TABLE
 from flujo.infra.sqlite_worker import SQLiteWorker, in_transaction, transaction
-from flujo.infra.state.rows import listed, run_record, step_record
+from flujo.infra.state.rows import listed, run_record, run_row, step_record
 
 __all__ = ["SQLiteBackend"]
 
 R = TypeVar("R")
 
-# Columns in RunRecord's field order, so a row is dataclasses.astuple(run).
+# Columns in RunRecord's field order, so a row is rows.run_row(run).
 _RUN_COLUMNS = ", ".join(field.name for field in dataclasses.fields(RunRecord))
 # A running run's progress lives in its step records (the header is not rewritten per step).
 _CURRENT_RUN = (
@@ -172,7 +172,7 @@ class SQLiteBackend:
 
     async def create_run(self, run: RunRecord, *, replace: bool = False) -> None:
         """Insert a new run's header; ``replace`` deletes a stored run of that id, atomically."""
-        row = dataclasses.astuple(run)
+        row = run_row(run)
 
         def create(conn: sqlite3.Connection) -> None:
             stored = conn.execute(_LEASE, (run.run_id,)).fetchone()
@@ -185,7 +185,10 @@ class SQLiteBackend:
                 conn.execute("DELETE FROM flujo_steps WHERE run_id = ?", (run.run_id,))
             conn.execute(_UPSERT_RUN, row)
 
-        await self._run(f"creating run {run.run_id!r}", lambda c: in_transaction(c, create))
+        # Quick: one run's rows; a locked file still sends it to the worker, which waits.
+        await self._run(
+            f"creating run {run.run_id!r}", lambda c: in_transaction(c, create), quick=True
+        )
 
     async def claim_run(
         self, run_id: str, *, owner: str, lease_until: float, now: float
@@ -236,7 +239,7 @@ class SQLiteBackend:
 
     async def save_run(self, run: RunRecord, *, owner: str | None = None) -> None:
         """Insert or replace a run header (with ``owner``: only while it holds the lease)."""
-        row = dataclasses.astuple(run)
+        row = run_row(run)
         if owner is None:
             await self._run(
                 f"saving run {run.run_id!r}", lambda c: c.execute(_UPSERT_RUN, row), quick=True
