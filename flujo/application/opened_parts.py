@@ -68,6 +68,8 @@ class OpenedParts:
 
     def add(self, part: object) -> None:
         """Remember ``part``, used by a run on the running loop, for a later release."""
+        if getattr(part, "close", None) is None:
+            return  # nothing to close (an in-memory cache): nothing to remember, every run
         with self._guard:
             if _shared(part):
                 self._shared[id(part)] = part

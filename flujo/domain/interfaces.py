@@ -180,7 +180,11 @@ class Span(Protocol):
 
 
 class Telemetry(Protocol):
-    """Where spans and warnings go (logging by default)."""
+    """Where spans and warnings go (logging by default).
+
+    A telemetry may also have a ``records_spans`` attribute: when it is ``False`` as a
+    run starts, that run opens no spans at all (it would only get spans that do nothing).
+    """
 
     def start_span(self, name: str, attributes: Mapping[str, AttributeValue]) -> Span:
         """Open a span named ``name``."""

@@ -63,6 +63,11 @@ class LoggingTelemetry:
     def __init__(self, logger_name: str = "flujo") -> None:
         self._logger = logging.getLogger(logger_name)
 
+    @property
+    def records_spans(self) -> bool:
+        """Whether a span would log anything now (the logger is enabled for INFO)."""
+        return self._logger.isEnabledFor(logging.INFO)
+
     def start_span(self, name: str, attributes: Mapping[str, AttributeValue]) -> Span:
         """Open a span that logs its duration when it ends (a no-op span if nothing would log)."""
         if not self._logger.isEnabledFor(logging.INFO):
@@ -76,6 +81,9 @@ class LoggingTelemetry:
 
 class NullTelemetry:
     """Records nothing; warnings still reach the ``flujo`` logger."""
+
+    records_spans = False
+    """No spans: flujo does not open any for runs using it."""
 
     def start_span(self, name: str, attributes: Mapping[str, AttributeValue]) -> Span:
         """Return a span that does nothing."""

@@ -62,6 +62,34 @@ async def test_enable_tracing_false_opens_no_span() -> None:
     assert telemetry.spans == []
 
 
+async def test_a_telemetry_that_records_no_spans_is_given_none() -> None:
+    class Silent(RecordingTelemetry):
+        records_spans = False
+
+    telemetry = Silent()
+    result = await ExecutorCore(telemetry=telemetry).execute(Step.from_callable(lambda x: x), 1)
+    assert result.success
+    assert telemetry.spans == []
+
+
+async def test_logging_telemetry_spans_follow_the_loggers_level_at_run_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from flujo.infra.telemetry import LoggingTelemetry
+
+    step = Step.from_callable(lambda x: x, name="logged")
+    with caplog.at_level("WARNING", logger="flujo.spans-test"):
+        quiet = ExecutorCore(telemetry=LoggingTelemetry("flujo.spans-test"))
+        assert not quiet.tracing
+        await quiet.execute(step, 1)
+    assert caplog.records == []
+    with caplog.at_level("DEBUG", logger="flujo.spans-test"):
+        loud = ExecutorCore(telemetry=LoggingTelemetry("flujo.spans-test"))
+        assert loud.tracing
+        await loud.execute(step, 1)
+    assert any("logged" in record.getMessage() for record in caplog.records)
+
+
 # --- a successful step -------------------------------------------------------------------
 
 

@@ -76,6 +76,12 @@ class ExecutorCore:
             usage_meter if usage_meter is not None else defaults.usage_meter
         )
         self.enable_tracing = enable_tracing
+        # A telemetry that says it records no spans (logging below INFO, the null one) gets
+        # none: building and ending do-nothing spans costs every step a few tenths of a µs.
+        self.tracing = (
+            enable_tracing and getattr(self.telemetry, "records_spans", True) is not False
+        )
+        """Whether this executor's run opens spans (asked of the telemetry once per run)."""
         self.pipeline_name = pipeline_name
         """Part of every cache key, so equally named steps of two pipelines never meet."""
         self._sleep = sleep if sleep is not None else asyncio_sleep
@@ -135,7 +141,7 @@ class ExecutorCore:
 
     def span(self, step: Step[Any, Any], attempt: int, *, cache_hit: bool) -> Span | None:
         """Open a span for one attempt (``None`` when tracing is off)."""
-        if not self.enable_tracing:
+        if not self.tracing:
             return None
         return self.telemetry.start_span(
             "flujo.step",

@@ -154,7 +154,7 @@ async def execute_run(
             "flujo.run",
             {"flujo.run_id": start.run_id, "flujo.pipeline": plan.pipeline_name},
         )
-        if parts.executor.enable_tracing
+        if parts.executor.tracing
         else None
     )
     try:

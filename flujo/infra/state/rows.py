@@ -49,6 +49,8 @@ def run_row(run: RunRecord) -> tuple[Any, ...]:
     """Return ``run``'s values in field order (``dataclasses.astuple`` without its deep copy)."""
     values: tuple[Any, ...] = _RUN_VALUES(run)
     return values
+
+
 """The last second of year 9999, the latest time a ``datetime`` can show."""
 
 _SHOWN = 80
