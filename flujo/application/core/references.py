@@ -28,6 +28,7 @@ _PLANS: WeakKeyDictionary[type[BaseModel], tuple[str, ...]] = WeakKeyDictionary(
 _REACHES: WeakKeyDictionary[type[BaseModel], bool] = WeakKeyDictionary()
 _SEARCHED: WeakKeyDictionary[type[BaseModel], tuple[str, ...]] = WeakKeyDictionary()
 _MODELS: WeakKeyDictionary[type[BaseModel], tuple[str, ...]] = WeakKeyDictionary()
+_FIND: WeakKeyDictionary[type[BaseModel], tuple[tuple[str, ...], bool]] = WeakKeyDictionary()
 
 
 def _mentions(annotation: Any, models: set[type[BaseModel]]) -> bool:
@@ -130,15 +131,43 @@ def _walk(value: Any, path: str | None, out: list[Found], seen: set[int]) -> Non
             _walk(item, None if path is None else f"{path}[{key!r}]", out, seen)
 
 
+def _plan(model: type[BaseModel]) -> tuple[tuple[str, ...], bool]:
+    """Return the fields to search and whether each is typed exactly as a reference."""
+    plan = _FIND.get(model)
+    if plan is None:
+        fields = _searched(model)
+        direct = all(
+            isinstance(annotation := model.model_fields[name].annotation, type)
+            and issubclass(annotation, ContextReference)
+            for name in fields
+        )
+        plan = _FIND[model] = (fields, direct)
+    return plan
+
+
 def find_references(context: BaseModel, *, with_paths: bool = False) -> list[Found]:
     """Return every reference reachable from ``context`` (each object once).
 
     Paths are built only when ``with_paths`` is true; otherwise they are ``""``.
     """
     out: list[Found] = []
-    fields = _searched(type(context))
-    if fields:
-        seen: set[int] = set()
+    fields, direct = _plan(type(context))
+    if not fields:
+        return out
+    if direct:
+        # The common context: references as fields of their own, read with no walk (such
+        # a field holds a reference, maybe of a subclass, unless a step assigned None).
+        values = context.__dict__
         for name in fields:
-            _walk(getattr(context, name), f"context.{name}" if with_paths else None, out, seen)
+            value = values[name]
+            if isinstance(value, ContextReference):
+                for _, known in out:
+                    if known is value:
+                        break  # two fields holding one object: found once
+                else:
+                    out.append((f"context.{name}" if with_paths else "", value))
+        return out
+    seen: set[int] = set()
+    for name in fields:
+        _walk(getattr(context, name), f"context.{name}" if with_paths else None, out, seen)
     return out
