@@ -107,6 +107,7 @@ TESTING_ALL = [
     "RunLeaseContract",
     "RunnerFactory",
     "SequentialIds",
+    "ShippingBackend",
     "StateBackendContract",
     "StateProviderContract",
     "UntypedDamagedStateContract",

@@ -204,7 +204,9 @@ class Flujo(Generic[InT, OutT, ContextT]):
             container, enable_tracing=self._enable_tracing, pipeline_name=self._plan.pipeline_name
         )
         if self._backend is not None:
-            backend = self._backend
+            # A backend made once serves each run with that run's own executor.
+            bind = getattr(self._backend, "for_run", None)
+            backend = self._backend if bind is None else bind(executor)
         elif self._backend_factory is not None:
             backend = self._backend_factory.create_execution_backend(executor)
         else:

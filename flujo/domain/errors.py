@@ -8,6 +8,7 @@ the phase in which it happens::
     │   └── UncacheableInputError     a cached step's input cannot be made into a key
     ├── ExecutionError                a run could not go on
     │   ├── StepTimeoutError          one step attempt ran past its timeout
+    │   ├── WorkerLostError           the worker or node running a shipped step died
     │   ├── UsageLimitExceededError   a run spent more than its UsageLimits allow
     │   ├── ResumeError               a run cannot be resumed (completed, other pipeline)
     │   ├── HumanInputError           human input failed the step's input_model
@@ -65,6 +66,7 @@ __all__ = [
     "UncacheableInputError",
     "UsageLimitExceededError",
     "ValidationFailedError",
+    "WorkerLostError",
 ]
 
 
@@ -109,6 +111,10 @@ class PipelineAbortSignal(ExecutionError):
 
 class StepTimeoutError(ExecutionError):
     """One attempt of a step ran longer than its ``timeout_s``."""
+
+
+class WorkerLostError(ExecutionError):
+    """The worker (or node) running a shipped step died before it answered."""
 
 
 class UsageLimitExceededError(ExecutionError):

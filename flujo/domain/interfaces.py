@@ -27,6 +27,7 @@ __all__ = [
     "CacheBackend",
     "ExecutionBackend",
     "Hasher",
+    "RunBoundBackend",
     "RunRecord",
     "Serializer",
     "SharedAcrossLoops",
@@ -195,6 +196,14 @@ class Telemetry(Protocol):
         ...
 
 
+class RunBoundBackend(Protocol):
+    """An execution backend made once and bound to each run's executor, providers and policies."""
+
+    def for_run(self, executor: Any) -> ExecutionBackend:
+        """Return this backend serving the run whose executor is ``executor``."""
+        ...
+
+
 class UsageMeter(Protocol):
     """Sums the cost and tokens of one run; safe to call from several threads."""
 
@@ -208,7 +217,14 @@ class UsageMeter(Protocol):
 
 
 class ExecutionBackend(Protocol):
-    """Where steps run: in-process asyncio by default."""
+    """Where steps run: in-process asyncio by default.
+
+    The run loop hands it each top-level step. A backend that runs steps elsewhere
+    also sets ``executor.remote`` (a ``flujo.domain.leaf_work.LeafRunner``) on the
+    run's executor, so every leaf step, nested ones included, is shipped through it.
+    A backend given to ``Flujo(backend=...)`` that has ``for_run(executor)`` is bound
+    to each run's own executor that way (see ``RunBoundBackend``).
+    """
 
     async def execute_step(
         self,

@@ -10,6 +10,8 @@ For tests of pipelines (see docs/testing.md):
   them, or any other part, until ``reset()``; ``in_memory_container()`` is a fresh
   container on the testing profile.
 - ``with_step(pipeline, "name", replacement)`` swaps one step, nested ones included.
+- ``ShippingBackend()`` (``Flujo(backend=ShippingBackend())``) ships every leaf step
+  through pickle as a remote backend does, in process: a pipeline passing under it travels.
 - The pytest plugin ``flujo.testing.pytest_plugin`` (registered as ``flujo``) has the
   ``flujo_container``, ``flujo_runner``, ``flujo_override``, ``flujo_clock`` and
   ``flujo_run_ids`` fixtures.
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
     from flujo.testing.overrides import ProviderOverrides, in_memory_container, override_providers
     from flujo.testing.provider_contract import StateProviderContract
     from flujo.testing.pytest_plugin import Override, RunnerFactory
+    from flujo.testing.shipping_backend import ShippingBackend
     from flujo.testing.state_backend_contract import StateBackendContract, make_run, make_step
     from flujo.testing.step_override import step_paths, with_step
     from flujo.testing.versioned_provider_contract import VersionedStateProviderContract
@@ -78,6 +81,7 @@ _HOMES = {
     "RunLeaseContract": "lease_contract",
     "RunnerFactory": "pytest_plugin",
     "SequentialIds": "deterministic",
+    "ShippingBackend": "shipping_backend",
     "StateBackendContract": "state_backend_contract",
     "StateProviderContract": "provider_contract",
     "UntypedDamagedStateContract": "damaged_state_contract",
@@ -105,6 +109,7 @@ __all__ = [
     "RunLeaseContract",
     "RunnerFactory",
     "SequentialIds",
+    "ShippingBackend",
     "StateBackendContract",
     "StateProviderContract",
     "UntypedDamagedStateContract",

@@ -20,6 +20,10 @@ class LocalExecutionBackend:
     def __init__(self, executor: ExecutorCore) -> None:
         self.executor = executor
 
+    def for_run(self, executor: ExecutorCore) -> LocalExecutionBackend:
+        """Return a backend running steps with ``executor`` (the run's own)."""
+        return LocalExecutionBackend(executor)
+
     def execute_step(
         self,
         step: Step[Any, Any],

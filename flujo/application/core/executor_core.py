@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from flujo.application.core.attempt import run_step
 from flujo.application.core.invocation import asyncio_sleep
 from flujo.application.core.outcome import Attempts
+from flujo.application.core.remote_leaf import drive_leaf
 from flujo.application.core.session import MissingProviderPolicy, StateSession
 from flujo.application.core.step_policies import cache_key
 from flujo.domain.dsl.step import Step
@@ -30,6 +31,7 @@ from flujo.domain.interfaces import (
     Telemetry,
     UsageMeter,
 )
+from flujo.domain.leaf_work import LeafRunner
 from flujo.domain.models import StepResult
 from flujo.domain.policies import StepConfig
 
@@ -87,6 +89,8 @@ class ExecutorCore:
         self._sleep = sleep if sleep is not None else asyncio_sleep
         self._random = random_source
         self._warned: set[str] = set()
+        self.remote: LeafRunner | None = None
+        """Where leaf steps run when not here: set by a remote execution backend for its run."""
         self.session = StateSession(
             dict(state_providers or {}),
             serializer=self.serializer,
@@ -135,6 +139,8 @@ class ExecutorCore:
         run), what the step ``set()`` is saved before this returns.
         """
         # A plain method handing back the step's coroutine: awaiting it costs one frame.
+        if self.remote is not None and not step.composite:
+            return drive_leaf(self, step, data, context, resources, self.remote)
         return run_step(self, step, data, context, resources)
 
     # -- what the attempt policies ask of the executor -------------------------------------

@@ -222,6 +222,29 @@ class Step(Node, Generic[InT, OutT]):
             return (self.agent.run,)
         return (type(self),)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle what the step is; its invoker (a closure) is made again where it lands."""
+        return {
+            slot: getattr(self, slot)
+            for slot in _all_slots(type(self))
+            if slot != "invoke" and hasattr(self, slot)
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a pickled step and make its invoker for the callable or agent it holds."""
+        for slot, value in state.items():
+            object.__setattr__(self, slot, value)
+        if self._wrapped is not None:
+            with_context, with_resources, _ = accepted_keywords(self._wrapped)
+            invoke = make_invoker(self._wrapped, with_context, with_resources)
+        elif self.agent is not None:
+            run = self.agent.run
+            with_context, with_resources, var_kw = accepted_keywords(run)
+            invoke = make_invoker(run, with_context or var_kw, with_resources or var_kw)
+        else:
+            invoke = _missing_invoker(self.name)
+        object.__setattr__(self, "invoke", invoke)
+
     def fallback(self, other: Step[InT, OutT]) -> Step[InT, OutT]:
         """Run ``other`` on the same input when every attempt of this step fails; return self."""
         if not isinstance(other, Step):

@@ -1,0 +1,222 @@
+"""``RayExecutionBackend``: leaf steps run as Ray tasks; the driver keeps the context and the saves.
+
+Every leaf step of a run (nested ones included) is shipped as a task: the step
+itself once per run (``ray.put``, then passed by reference), its input, the
+context as JSON and each reference's value by object reference, so a large value
+travels once per run, not once per step. The task runs the step's whole attempt
+pipeline on the worker (``flujo.application.core.leaf_worker.run_work``) and
+returns its result, the context after it and the references it changed; the
+driver applies them through the step's scope and is the only writer of
+checkpoints and provider saves.
+
+A worker or node lost while a task runs (Ray's ``WorkerCrashedError``,
+``NodeDiedError``, ``OwnerDiedError``, ``ObjectLostError``) is retried up to
+``worker_retries`` times when ``on_worker_lost="retry"``, else (or then) the step
+fails with ``WorkerLostError``: never a hang. A step whose ``timeout_s`` budget for
+all its attempts is spent while its task still runs has its task cancelled
+(``ray.cancel(force=True)``: a sync step's thread cannot be stopped any other way).
+
+Ray is imported when the first step is shipped, so building a runner costs no
+import; without ``address`` and with no ``ray.init`` done, ``ray.init()`` starts or
+finds a local cluster as Ray does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Literal
+
+from flujo.application.core.executor_core import ExecutorCore
+from flujo.domain.dsl.step import Step
+from flujo.domain.errors import ConfigurationError, WorkerLostError
+from flujo.domain.leaf_work import LeafOutcome, LeafWork, RefKey
+from flujo.domain.models import PipelineContext, StepResult
+
+__all__ = ["OnWorkerLost", "RayExecutionBackend"]
+
+OnWorkerLost = Literal["retry", "fail"]
+"""What a step whose worker or node died does: run again on another worker, or fail."""
+
+_LOST = ("WorkerCrashedError", "NodeDiedError", "OwnerDiedError", "ObjectLostError")
+"""Ray's exceptions for a task whose worker, node or data went away."""
+
+_GRACE_S = 5.0
+"""Time past a step's own timeout budget before its task is cancelled from the driver."""
+
+
+def _run_task(
+    step: Step[Any, Any], work: dict[str, Any], values: dict[RefKey, tuple[Any, bool]]
+) -> LeafOutcome:
+    """Run one shipped leaf step on a Ray worker (its values resolved from the object store)."""
+    import ray
+
+    from flujo.application.core.leaf_worker import run_work
+
+    resolved = {ident: (ray.get(value), watch) for ident, (value, watch) in values.items()}
+    return asyncio.run(run_work(LeafWork(step=step, values=resolved, **work)))
+
+
+class RayExecutionBackend:
+    """Runs each leaf step as a Ray task (see the module docstring); selected by the container."""
+
+    def __init__(
+        self,
+        executor: ExecutorCore | None = None,
+        *,
+        address: str | None = None,
+        on_worker_lost: OnWorkerLost = "retry",
+        worker_retries: int = 2,
+        num_cpus: float = 1.0,
+    ) -> None:
+        if on_worker_lost not in ("retry", "fail"):
+            raise ConfigurationError(
+                f"on_worker_lost must be 'retry' or 'fail', got {on_worker_lost!r}"
+            )
+        if worker_retries < 0:
+            raise ConfigurationError(f"worker_retries must be >= 0, got {worker_retries}")
+        self.address = address
+        self.on_worker_lost: OnWorkerLost = on_worker_lost
+        self.worker_retries = worker_retries
+        self.num_cpus = num_cpus
+        self.executor = executor
+        self._task: Any = None
+        self._steps: dict[int, tuple[Step[Any, Any], Any]] = {}
+        """Each step shipped in this run, put once: id -> (step, object reference)."""
+        self._values: dict[tuple[RefKey, int], tuple[Any, Any]] = {}
+        """Each reference value shipped in this run, put once: (key, id) -> (value, ref)."""
+        if executor is not None:
+            executor.remote = self
+
+    def for_run(self, executor: ExecutorCore) -> RayExecutionBackend:
+        """Return this backend's settings serving the run of ``executor``."""
+        return RayExecutionBackend(
+            executor,
+            address=self.address,
+            on_worker_lost=self.on_worker_lost,
+            worker_retries=self.worker_retries,
+            num_cpus=self.num_cpus,
+        )
+
+    def execute_step(
+        self,
+        step: Step[Any, Any],
+        data: Any,
+        *,
+        context: PipelineContext | None,
+        resources: Any,
+    ) -> Any:
+        """Run a top-level step: control flow here, every leaf shipped to the cluster."""
+        if self.executor is None:
+            raise ConfigurationError("RayExecutionBackend serves a run once bound to its executor")
+        return self.executor.execute(step, data, context=context, resources=resources)
+
+    def _ray(self) -> Any:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=self.address, log_to_driver=False)
+        if self._task is None:
+            self._task = ray.remote(num_cpus=self.num_cpus, max_retries=0)(_run_task)
+        return ray
+
+    async def run_leaf(self, work: LeafWork) -> LeafOutcome:
+        """Ship ``work`` as a task and await its outcome (a lost worker: retried or failed)."""
+        ray = self._ray()
+        step_ref = self._put_step(ray, work.step)
+        values = {
+            ident: (self._put_value(ray, ident, value), watch)
+            for ident, (value, watch) in work.values.items()
+        }
+        light = {  # the step and the values travel by reference, beside the rest
+            "data": work.data,
+            "context_model": work.context_model,
+            "context_json": work.context_json,
+            "resources": work.resources,
+            "pipeline_name": work.pipeline_name,
+            "watch_in_place": work.watch_in_place,
+        }
+        lost = 0
+        while True:
+            start = time.perf_counter()
+            task = self._task.remote(step_ref, light, values)
+            try:
+                outcome: LeafOutcome = await self._answer(ray, task, work.step)
+                return outcome
+            except Exception as exc:
+                if type(exc).__name__ not in _LOST and not _lost_inside(exc):
+                    raise
+                lost += 1
+                if self.on_worker_lost == "fail" or lost > self.worker_retries:
+                    error = WorkerLostError(
+                        f"step {work.step.name!r}: its Ray worker was lost "
+                        f"({type(exc).__name__}) after {lost} task(s); on_worker_lost="
+                        f"{self.on_worker_lost!r}"
+                    )
+                    feedback = f"{type(error).__name__}: {error}"
+                    result = StepResult.trusted(
+                        work.step.name,
+                        None,
+                        False,
+                        lost,
+                        time.perf_counter() - start,
+                        feedback,
+                        0.0,
+                        0,
+                    )
+                    return LeafOutcome(result, None, {})
+
+    async def _answer(self, ray: Any, task: Any, step: Step[Any, Any]) -> LeafOutcome:
+        """Await ``task``; past the step's timeout budget, cancel it and fail the step."""
+        budget = _budget(step)
+        if budget is None:
+            return await task  # type: ignore[no-any-return]
+        try:
+            return await asyncio.wait_for(asyncio.shield(_awaited(task)), budget)
+        except TimeoutError:
+            ray.cancel(task, force=True)
+            result = StepResult.trusted(
+                step.name,
+                None,
+                False,
+                step.config.max_retries + 1,
+                budget,
+                f"StepTimeoutError: step {step.name!r} ran past {budget:.1f} s on its Ray "
+                "worker; its task was cancelled",
+                0.0,
+                0,
+            )
+            return LeafOutcome(result, None, {})
+
+    def _put_step(self, ray: Any, step: Step[Any, Any]) -> Any:
+        known = self._steps.get(id(step))
+        if known is None or known[0] is not step:
+            known = self._steps[id(step)] = (step, ray.put(step))
+        return known[1]
+
+    def _put_value(self, ray: Any, ident: RefKey, value: Any) -> Any:
+        key = (ident, id(value))
+        known = self._values.get(key)
+        if known is None or known[0] is not value:
+            known = self._values[key] = (value, ray.put(value))
+        return known[1]
+
+
+async def _awaited(task: Any) -> Any:
+    return await task
+
+
+def _budget(step: Step[Any, Any]) -> float | None:
+    """Return the longest a step's attempts may take on a worker (``None``: no timeout)."""
+    config = step.config
+    if config.timeout_s is None:
+        return None
+    attempts = config.max_retries + 1
+    waits = sum(config.retry_delay(retry, lambda: 1.0) for retry in range(1, attempts))
+    return config.timeout_s * attempts + waits + _GRACE_S
+
+
+def _lost_inside(exc: BaseException) -> bool:
+    """Whether a wrapped Ray error says a worker or node went away."""
+    cause = exc.__cause__ or getattr(exc, "cause", None)
+    return cause is not None and type(cause).__name__ in _LOST
