@@ -18,6 +18,7 @@ from flujo.domain.errors import (
     RunLeasedError,
     RunNotFoundError,
     StateBackendError,
+    StateSaveError,
 )
 from flujo.domain.interfaces import RunRecord, StepRecord, Write
 from flujo.domain.models import DamagedRun, RunStatus
@@ -216,8 +217,10 @@ class PostgresBackend:
         Every write is compare-and-swap as in ``save_versioned``: on a mismatch
         nothing is written, neither the record nor any value, and it raises
         ``StateConflictError``. A provider this backend does not hold is a
-        ``StateBackendError``, and a value JSON cannot hold a ``TypeError``, both
-        raised before anything is written.
+        ``StateBackendError``, and a value JSON cannot hold a ``StateSaveError`` naming
+        the key (its ``TypeError`` chained), both raised before anything is written:
+        the engine fails the step on a ``StateError``, where a bare ``TypeError``
+        would escape the run.
         """
         rows: list[StateRow] = []
         for provider, write in writes:
@@ -227,7 +230,10 @@ class PostgresBackend:
                     "does not share the pools of this PostgreSQL backend; only providers "
                     "made by its provider() can join its transaction"
                 )
-            rows.append(provider.row(write))
+            try:
+                rows.append(provider.row(write))
+            except TypeError as exc:
+                raise StateSaveError(str(exc)) from exc
         args, where = dataclasses.astuple(step), described(self.dsn)
 
         async def commit(pool: asyncpg.Pool) -> list[int]:
