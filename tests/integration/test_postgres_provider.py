@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import threading
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -203,9 +205,55 @@ async def test_each_event_loop_gets_its_own_pool(schema: Schema) -> None:
     assert len(provider._pools) == 0  # every loop closed its own
 
 
-async def test_the_backend_owns_the_pools_of_its_providers(
-    schema: Schema, backend: PostgresBackend
-) -> None:
+class Counted(PipelineContext):
+    n: ContextReference[int] = ContextReference(provider_id="count", key="n")
+
+
+def test_sync_runs_leave_no_connection_open() -> None:
+    # The runner does not close providers, and each runner.run() call's loop is gone when it
+    # returns: the provider closes that loop's pool as the loop ends.
+    schema = asyncio.run(_new_schema())
+    name = f"flujo-test-{uuid.uuid4().hex[:12]}"
+    provider = PostgresStateProvider(with_settings(schema.dsn, application_name=name))
+
+    def bump(data: int, *, context: Counted) -> int:
+        context.n.set((context.n.get() or 0) + 1)
+        return data
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            runner = Flujo(
+                Step.from_callable(bump, name="bump"),
+                context_model=Counted,
+                state_providers={"count": provider},
+                container=in_memory_container(),
+            )
+            outputs = [runner.run(1).output, runner.run(2).output]
+            left_open = asyncio.run(_connections(schema, name))
+            del runner
+            gc.collect()
+            problems = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+        loaded = asyncio.run(_load_and_close(provider, "n"))
+    finally:
+        asyncio.run(schema.drop())
+    assert outputs == [1, 2] and (loaded.value, loaded.version) == (2, 2)
+    assert left_open == 0
+    assert problems == []
+
+
+async def _new_schema() -> Schema:
+    return await Schema(await server_dsn()).create()
+
+
+async def _load_and_close(provider: PostgresStateProvider, key: str) -> Versioned[Any]:
+    try:
+        return await provider.load_versioned(key)
+    finally:
+        await provider.close()
+
+
+async def test_the_backend_owns_the_pools_of_its_providers(schema: Schema) -> None:
     name = f"flujo-test-{uuid.uuid4().hex[:12]}"
     backend = PostgresBackend(with_settings(schema.dsn, application_name=name))
     provider = backend.provider(namespace="kg")

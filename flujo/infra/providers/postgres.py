@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from flujo.domain.errors import ConfigurationError, StateError
 from flujo.domain.interfaces import Versioned, Write
 from flujo.infra.loop_bound import PerLoop
+from flujo.infra.providers.loop_end import LoopEnd
 from flujo.infra.providers.stored import checked, conflict, encoded, stored_json
 from flujo.infra.state.rows import count, optional_text
 
@@ -157,6 +158,7 @@ class PostgresStateProvider:
         self._pools: PerLoop[asyncpg.Pool] = PerLoop(self._open, close_pool, terminate_pool)
         self._owns_pools = True
         self._table_made = False
+        self._loop_end = LoopEnd(self._pools.close)
 
     @classmethod
     def _on(
@@ -189,21 +191,24 @@ class PostgresStateProvider:
                 "PostgresStateProvider needs asyncpg: pip install 'flujo[postgres]'"
             ) from exc
         pool = await asyncpg.create_pool(self.dsn, min_size=self._min_size, max_size=self._max_size)
-        if self._table_made:
-            return pool
         try:
-            async with pool.acquire() as conn:
-                # Serialized so processes starting together do not race on CREATE TABLE.
-                await conn.execute("SELECT pg_advisory_lock($1)", _DDL_LOCK)
-                try:
-                    await conn.execute(STATE_SCHEMA)
-                finally:
-                    await conn.execute("SELECT pg_advisory_unlock($1)", _DDL_LOCK)
+            if not self._table_made:
+                await self._make_table(pool)
+            await self._loop_end.watch()  # closed as its loop ends, if nobody closed it before
         except BaseException:
             await pool.close()
             raise
-        self._table_made = True
         return pool
+
+    async def _make_table(self, pool: asyncpg.Pool) -> None:
+        async with pool.acquire() as conn:
+            # Serialized so processes starting together do not race on CREATE TABLE.
+            await conn.execute("SELECT pg_advisory_lock($1)", _DDL_LOCK)
+            try:
+                await conn.execute(STATE_SCHEMA)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _DDL_LOCK)
+        self._table_made = True
 
     async def _run(self, what: str, fn: Callable[[asyncpg.Pool], Awaitable[R]]) -> R:
         try:

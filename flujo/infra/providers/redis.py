@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from flujo.domain.errors import ConfigurationError, StateCorruptError, StateError
 from flujo.domain.interfaces import Versioned, Write
 from flujo.infra.loop_bound import PerLoop
+from flujo.infra.providers.loop_end import LoopEnd
 from flujo.infra.providers.stored import checked, conflict, encoded, stored_json
 from flujo.infra.state.rows import Corrupt, count
 
@@ -157,6 +158,7 @@ class RedisStateProvider:
         self._ttl_ms = 0 if ttl_s is None else max(1, round(ttl_s * 1000))
         self._where = f"Redis state provider (prefix {prefix!r})"
         self._clients: PerLoop[Redis] = PerLoop(self._open, _close_client)
+        self._loop_end = LoopEnd(self._clients.close)
 
     def redis_key(self, key: str) -> str:
         """Return the Redis key a value's hash is stored under."""
@@ -174,12 +176,13 @@ class RedisStateProvider:
                 "RedisStateProvider needs the redis package: pip install 'flujo[redis]'"
             ) from exc
         client = Redis.from_url(self.url)
-        if client.get_encoder().decode_responses:
+        if client.connection_pool.connection_kwargs.get("decode_responses"):
             await client.aclose()
             raise ConfigurationError(
                 f"{self._where}: the URL asks for decoded responses (decode_responses), but "
                 "values are stored as bytes; remove decode_responses from the URL"
             )
+        await self._loop_end.watch()  # closed as its loop ends, if nobody closed it before
         return client
 
     async def _run(self, what: str, fn: Callable[[Redis], Awaitable[R]]) -> R:
@@ -190,6 +193,10 @@ class RedisStateProvider:
         except Exception as exc:
             if not type(exc).__module__.startswith("redis"):
                 raise
+            from redis import exceptions
+
+            if isinstance(exc, exceptions.ConnectionError | exceptions.TimeoutError):
+                raise StateError(f"{self._where}: {what} failed (unreachable): {exc}") from exc
             if "WRONGTYPE" in str(exc):
                 raise StateCorruptError(
                     f"{self._where}: {what} failed: a key it uses holds another kind of Redis "
