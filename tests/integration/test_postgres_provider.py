@@ -163,6 +163,35 @@ async def test_an_unreachable_server_is_a_state_error_without_the_password() -> 
         await provider.close()
 
 
+async def test_two_writes_of_one_key_in_one_call_apply_in_order(schema: Schema) -> None:
+    provider = PostgresStateProvider(schema.dsn)
+    try:
+        writes = [
+            Write("k", "first", 0, "a"),
+            Write("other", 1, 0, "a"),
+            Write("k", "then", 1, "b"),
+        ]
+        assert await provider.save_versioned(writes) == [1, 1, 2]
+        assert await provider.load_versioned("k") == Versioned("then", 2, "b")
+    finally:
+        await provider.close()
+
+
+async def test_multi_key_saves_in_opposite_orders_never_deadlock(schema: Schema) -> None:
+    # Each call locks its rows in key order, whatever order its writes come in; in call
+    # order, these two would wait for each other and PostgreSQL would abort one.
+    one, two = PostgresStateProvider(schema.dsn), PostgresStateProvider(schema.dsn)
+    try:
+        for n in range(40):
+            forward = [Write(k, n, None, "forward") for k in ("a", "b", "c")]
+            backward = [Write(k, n, None, "backward") for k in ("c", "b", "a")]
+            await asyncio.gather(one.save_versioned(forward), two.save_versioned(backward))
+        assert [(await one.load_versioned(k)).version for k in "abc"] == [80, 80, 80]
+    finally:
+        await one.close()
+        await two.close()
+
+
 # --- pools ------------------------------------------------------------------------------------
 
 

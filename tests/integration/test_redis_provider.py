@@ -22,7 +22,12 @@ import pytest
 from redis.asyncio import Redis
 
 from flujo import ContextReference, Flujo, PipelineContext, Step
-from flujo.domain.errors import ConfigurationError, StateCorruptError, StateError
+from flujo.domain.errors import (
+    ConfigurationError,
+    StateConflictError,
+    StateCorruptError,
+    StateError,
+)
 from flujo.domain.interfaces import Versioned, Write
 from flujo.providers import RedisStateProvider
 from flujo.testing import VersionedStateProviderContract, in_memory_container
@@ -118,6 +123,17 @@ async def test_namespaces_keep_providers_on_one_prefix_apart(
     finally:
         await left.close()
         await right.close()
+
+
+async def test_two_writes_of_one_key_in_one_call_apply_in_order(
+    provider: RedisStateProvider,
+) -> None:
+    writes = [Write("k", "first", 0, "a"), Write("other", 1, 0, "a"), Write("k", "then", 1, "b")]
+    assert await provider.save_versioned(writes) == [1, 1, 2]
+    assert await provider.load_versioned("k") == Versioned("then", 2, "b")
+    with pytest.raises(StateConflictError, match=r"'k'.*expected at version 2.*version 3.*'c'"):
+        await provider.save_versioned([Write("k", "x", 2, "c"), Write("k", "y", 2, "d")])
+    assert await provider.load_versioned("k") == Versioned("then", 2, "b")
 
 
 async def test_a_plain_save_drops_the_writer_tag(provider: RedisStateProvider) -> None:
