@@ -9,6 +9,7 @@ one transaction.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -115,7 +116,8 @@ _UPDATE_OWNED_RUN = (
     f" WHERE run_id = $1 AND owner = ${len(_RUN_FIELDS) + 1}"
 )
 _LEASE = "SELECT status, owner, lease_until FROM flujo_runs WHERE run_id = $1"
-# Columns in StepRecord's field order, so a row is dataclasses.astuple(step).
+# Columns in StepRecord's field order, so a row is _step_row(step) (astuple, without its deep copy).
+_step_row = operator.attrgetter(*(field.name for field in dataclasses.fields(StepRecord)))
 _INSERT_STEP = (
     "INSERT INTO flujo_steps (run_id, idx, name, success, result, context, recorded_at, pending)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (run_id, idx) DO UPDATE SET"
@@ -234,7 +236,7 @@ class PostgresBackend:
                 rows.append(provider.row(write))
             except TypeError as exc:
                 raise StateSaveError(str(exc)) from exc
-        args, where = dataclasses.astuple(step), described(self.dsn)
+        args, where = _step_row(step), described(self.dsn)
 
         async def commit(pool: asyncpg.Pool) -> list[int]:
             async with pool.acquire() as conn, conn.transaction():
@@ -335,7 +337,7 @@ class PostgresBackend:
 
     async def checkpoint(self, step: StepRecord) -> None:
         """Append the step record: one row."""
-        args = dataclasses.astuple(step)
+        args = _step_row(step)
         await self._run(
             f"checkpoint of run {step.run_id!r} at step {step.index}",
             lambda p: p.execute(_INSERT_STEP, *args),
