@@ -1,8 +1,15 @@
-"""Run state in PostgreSQL through asyncpg (install the ``postgres`` extra)."""
+"""Run state in PostgreSQL through asyncpg (install the ``postgres`` extra).
+
+The database also holds the ``flujo_state`` table of the state providers
+``PostgresBackend.provider()`` makes: they share the backend's pools, so
+``checkpoint_with`` commits their compare-and-swap writes and a step record in
+one transaction.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -12,11 +19,21 @@ from flujo.domain.errors import (
     RunLeasedError,
     RunNotFoundError,
     StateBackendError,
+    StateSaveError,
 )
-from flujo.domain.interfaces import RunRecord, StepRecord
+from flujo.domain.interfaces import RunRecord, StepRecord, Write
 from flujo.domain.models import DamagedRun, RunStatus
 from flujo.domain.run_queries import check_cutoff, check_limit, check_status, check_statuses
 from flujo.infra.loop_bound import PerLoop
+from flujo.infra.providers.postgres import (
+    STATE_SCHEMA,
+    PostgresStateProvider,
+    StateRow,
+    close_pool,
+    described,
+    terminate_pool,
+    write_rows,
+)
 from flujo.infra.state.rows import listed, run_record, step_record
 
 if TYPE_CHECKING:
@@ -99,6 +116,8 @@ _UPDATE_OWNED_RUN = (
     f" WHERE run_id = $1 AND owner = ${len(_RUN_FIELDS) + 1}"
 )
 _LEASE = "SELECT status, owner, lease_until FROM flujo_runs WHERE run_id = $1"
+# Columns in StepRecord's field order, so a row is _step_row(step) (astuple, without its deep copy).
+_step_row = operator.attrgetter(*(field.name for field in dataclasses.fields(StepRecord)))
 _INSERT_STEP = (
     "INSERT INTO flujo_steps (run_id, idx, name, success, result, context, recorded_at, pending)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (run_id, idx) DO UPDATE SET"
@@ -139,13 +158,15 @@ class PostgresBackend:
     calling loop's pool only: runs on other threads' loops keep theirs. Each pool
     holds one connection at first (``min_size``) and at most ``max_size``. The
     tables are made once per backend, by the first pool.
+
+    It is ``AtomicCheckpoints`` for the providers its ``provider()`` makes.
     """
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
         self.dsn = dsn
         self._min_size = min_size
         self._max_size = max_size
-        self._pools: PerLoop[asyncpg.Pool] = PerLoop(self._open, _close_pool, _terminate_pool)
+        self._pools: PerLoop[asyncpg.Pool] = PerLoop(self._open, close_pool, terminate_pool)
         self._tables_made = False
 
     async def _open(self) -> asyncpg.Pool:
@@ -163,7 +184,7 @@ class PostgresBackend:
                 # Serialised so concurrent processes do not race on CREATE TABLE.
                 await conn.execute("SELECT pg_advisory_lock(726764)")
                 try:
-                    await conn.execute(_SCHEMA)
+                    await conn.execute(_SCHEMA + STATE_SCHEMA)
                 finally:
                     await conn.execute("SELECT pg_advisory_unlock(726764)")
         except BaseException:
@@ -171,6 +192,62 @@ class PostgresBackend:
             raise
         self._tables_made = True
         return pool
+
+    def provider(self, *, namespace: str = "default") -> PostgresStateProvider:
+        """Return a state provider in this database that shares this backend's pools.
+
+        Its values live in the same ``flujo_state`` table a ``PostgresStateProvider``
+        on this database uses; its ``close()`` does nothing (the backend owns the
+        pools). ``holds()`` is true for it, so a step's saves to it commit with the
+        step's checkpoint in one transaction.
+        """
+        return PostgresStateProvider._on(self._pools, self.dsn, namespace=namespace)
+
+    def holds(self, provider: object) -> bool:
+        """Whether ``provider`` came from ``self.provider()``, so it shares these pools.
+
+        A ``PostgresStateProvider`` built from a DSN has pools of its own and cannot
+        join this backend's transactions, even on the same database: it is not held.
+        """
+        return isinstance(provider, PostgresStateProvider) and provider.uses(self._pools)
+
+    async def checkpoint_with(
+        self, step: StepRecord, writes: Sequence[tuple[object, Write[Any]]]
+    ) -> list[int]:
+        """Write ``step`` and every ``(provider, write)`` in one transaction; new versions.
+
+        Every write is compare-and-swap as in ``save_versioned``: on a mismatch
+        nothing is written, neither the record nor any value, and it raises
+        ``StateConflictError``. A provider this backend does not hold is a
+        ``StateBackendError``, and a value JSON cannot hold a ``StateSaveError`` naming
+        the key (its ``TypeError`` chained), both raised before anything is written:
+        the engine fails the step on a ``StateError``, where a bare ``TypeError``
+        would escape the run.
+        """
+        rows: list[StateRow] = []
+        for provider, write in writes:
+            if not isinstance(provider, PostgresStateProvider) or not self.holds(provider):
+                raise StateBackendError(
+                    f"checkpoint of run {step.run_id!r} at step {step.index}: {provider!r} "
+                    "does not share the pools of this PostgreSQL backend; only providers "
+                    "made by its provider() can join its transaction"
+                )
+            try:
+                rows.append(provider.row(write))
+            except TypeError as exc:
+                raise StateSaveError(str(exc)) from exc
+        args, where = _step_row(step), described(self.dsn)
+
+        async def commit(pool: asyncpg.Pool) -> list[int]:
+            async with pool.acquire() as conn, conn.transaction():
+                versions = await write_rows(conn, rows, where)
+                await conn.execute(_INSERT_STEP, *args)
+                return versions
+
+        return await self._run(
+            f"checkpoint of run {step.run_id!r} at step {step.index} with {len(rows)} value(s)",
+            commit,
+        )
 
     async def _run(self, what: str, fn: Callable[[asyncpg.Pool], Awaitable[R]]) -> R:
         try:
@@ -260,16 +337,7 @@ class PostgresBackend:
 
     async def checkpoint(self, step: StepRecord) -> None:
         """Append the step record: one row."""
-        args = (
-            step.run_id,
-            step.index,
-            step.name,
-            step.success,
-            step.result,
-            step.context,
-            step.recorded_at,
-            step.pending,
-        )
+        args = _step_row(step)
         await self._run(
             f"checkpoint of run {step.run_id!r} at step {step.index}",
             lambda p: p.execute(_INSERT_STEP, *args),
@@ -327,12 +395,3 @@ class PostgresBackend:
     async def close(self) -> None:
         """Close the calling event loop's pool (the next call opens a new one); others stay."""
         await self._pools.close()
-
-
-async def _close_pool(pool: asyncpg.Pool) -> None:
-    await pool.close()
-
-
-def _terminate_pool(pool: asyncpg.Pool) -> None:
-    """Drop the connections of a pool whose event loop has ended."""
-    pool.terminate()
