@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from flujo.domain.errors import StateBackendError, StateConflictError
+from flujo.domain.errors import StateBackendError, StateConflictError, StateSaveError
 from flujo.domain.interfaces import AtomicCheckpoints, Versioned, Write
 from flujo.providers import InMemoryStateProvider, SQLiteStateProvider
 from flujo.state import InMemoryBackend, SQLiteBackend
@@ -113,10 +113,11 @@ async def test_a_conflict_writes_neither_the_record_nor_any_value(
 
 async def test_a_value_json_cannot_hold_writes_nothing(backend: SQLiteBackend, path: Path) -> None:
     provider = backend.provider()
-    with pytest.raises(TypeError):
+    with pytest.raises(StateSaveError, match=r"'k'.*cannot be stored as JSON") as caught:
         await backend.checkpoint_with(
             make_step("r1", 0), [(provider, Write("k", object(), None, "w"))]
         )
+    assert isinstance(caught.value.__cause__, TypeError)
     assert list(await backend.load_steps("r1")) == []
     assert stored_state(path) == []
 

@@ -34,7 +34,7 @@ from flujo.infra.providers.postgres import (
     terminate_pool,
     write_rows,
 )
-from flujo.infra.state.rows import listed, run_record, step_record
+from flujo.infra.state.rows import listed, run_record, run_row, step_record
 
 if TYPE_CHECKING:
     import asyncpg
@@ -98,7 +98,7 @@ BEGIN
 END $$;
 """
 
-# Columns in RunRecord's field order, so a row is dataclasses.astuple(run).
+# Columns in RunRecord's field order, so a row is rows.run_row(run).
 _RUN_COLUMNS = ", ".join(field.name for field in dataclasses.fields(RunRecord))
 _RUN_FIELDS = [field.name for field in dataclasses.fields(RunRecord)]
 _INSERT_RUN = (
@@ -261,7 +261,7 @@ class PostgresBackend:
 
     async def create_run(self, run: RunRecord, *, replace: bool = False) -> None:
         """Insert a new run's header; ``replace`` deletes a stored run of that id, atomically."""
-        args = dataclasses.astuple(run)
+        args = run_row(run)
 
         async def create(pool: asyncpg.Pool) -> None:
             async with pool.acquire() as conn, conn.transaction():
@@ -324,7 +324,7 @@ class PostgresBackend:
 
     async def save_run(self, run: RunRecord, *, owner: str | None = None) -> None:
         """Insert or replace a run header (with ``owner``: only while it holds the lease)."""
-        args = dataclasses.astuple(run)
+        args = run_row(run)
         if owner is None:
             await self._run(f"saving run {run.run_id!r}", lambda p: p.execute(_UPSERT_RUN, *args))
             return

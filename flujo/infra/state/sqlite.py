@@ -18,6 +18,7 @@ from flujo.domain.errors import (
     RunLeasedError,
     RunNotFoundError,
     StateBackendError,
+    StateSaveError,
 )
 from flujo.domain.interfaces import RunRecord, StepRecord, Write
 from flujo.domain.models import DamagedRun, RunStatus
@@ -146,7 +147,14 @@ class SQLiteBackend:
                     f"does not share the connection of the SQLite backend at {self.path}; "
                     "only providers made by its provider() can join its transaction"
                 )
-            rows.append(provider.row(write))
+            try:
+                rows.append(provider.row(write))
+            except (TypeError, ValueError) as exc:  # not JSON: a failed save, as anywhere else
+                raise StateSaveError(
+                    f"checkpoint of run {step.run_id!r} at step {step.index}: the value for key "
+                    f"{write.key!r} of the SQLite state provider at {self.path} cannot be "
+                    f"stored as JSON ({exc}); nothing was written"
+                ) from exc
         step_row = _step_row(step)
         where = f"SQLite state provider at {self.path}"
 
