@@ -29,6 +29,7 @@ from flujo.domain.errors import ConfigurationError
 from flujo.infra.caches import InMemoryLRUCache
 from flujo.infra.hashing import Blake3Hasher
 from flujo.infra.otel_telemetry import OpenTelemetryTelemetry
+from flujo.infra.ray_backend import RayExecutionBackend
 from flujo.infra.redis_cache import RedisCache
 from flujo.infra.serialization import OrjsonSerializer
 from flujo.infra.state.memory import InMemoryBackend
@@ -262,7 +263,17 @@ class FlujoContainer(containers.DeclarativeContainer):
         state_providers=state_providers,
         settings=settings,
     )
-    execution_backend = providers.Factory(LocalExecutionBackend, executor=executor)
+    execution_backend = providers.Selector(
+        _setting("execution.backend", settings),
+        local=providers.Factory(LocalExecutionBackend, executor=executor),
+        ray=providers.Factory(
+            RayExecutionBackend,
+            executor=executor,
+            address=_setting("execution.address", settings),
+            on_worker_lost=_setting("execution.on_worker_lost", settings),
+            worker_retries=_setting("execution.worker_retries", settings),
+        ),
+    )
 
     @classmethod
     def from_profile(cls, profile: str | Path) -> Any:

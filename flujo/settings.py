@@ -157,6 +157,21 @@ class TelemetrySettings(_Strict):
     logger_name: str = "flujo"
 
 
+class ExecutionSettings(_Strict):
+    """Where steps run: in this process, or as Ray tasks (``pip install 'flujo[ray]'``)."""
+
+    backend: Literal["local", "ray"] = "local"
+    address: str | None = Field(
+        default=None,
+        description="Ray cluster address (127.0.0.1:6379); None: as ray.init() finds one.",
+    )
+    on_worker_lost: Literal["retry", "fail"] = Field(
+        default="retry",
+        description="A step whose Ray worker or node died: run it again on another, or fail.",
+    )
+    worker_retries: int = Field(default=2, ge=0, description="How many times 'retry' retries.")
+
+
 class FlujoSettings(_Strict):
     """Everything a container profile can set."""
 
@@ -165,6 +180,7 @@ class FlujoSettings(_Strict):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
 
 
 def default_state_path() -> Path:

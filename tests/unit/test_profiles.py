@@ -28,8 +28,8 @@ def _elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def test_the_shipped_profiles_are_default_postgres_and_testing() -> None:
-    assert shipped_profiles() == ["default", "postgres", "testing"]
+def test_the_shipped_profiles_are_default_postgres_ray_and_testing() -> None:
+    assert shipped_profiles() == ["default", "postgres", "ray", "testing"]
 
 
 def test_the_profiles_live_inside_the_package_so_every_wheel_holds_them() -> None:
@@ -88,7 +88,7 @@ def test_an_unknown_name_lists_the_shipped_profiles() -> None:
         FlujoContainer.from_profile("testng")
     message = str(caught.value)
     assert "'testng'" in message
-    assert "default, postgres, testing" in message
+    assert "default, postgres, ray, testing" in message
     assert "./testng.yaml" in message  # how to give a file of one's own instead
 
 
@@ -143,4 +143,4 @@ def test_the_cli_takes_a_profile_by_name_from_any_folder(
 def test_the_cli_names_the_shipped_profiles_for_an_unknown_name(_elsewhere: Path) -> None:
     result = CliRunner().invoke(app, ["runs", "list", "--profile", "tesing"])
     assert result.exit_code == 1
-    assert "default, postgres, testing" in result.stderr
+    assert "default, postgres, ray, testing" in result.stderr
