@@ -15,6 +15,7 @@ PACKAGE = SOURCE_ROOT / "flujo"
 MAY_IMPORT_INFRA = {
     "flujo/containers.py",
     "flujo/defaults.py",
+    "flujo/backends.py",
     "flujo/providers.py",
     "flujo/state.py",
 }
