@@ -54,9 +54,7 @@ def _run_task(
     from flujo.application.core.leaf_worker import run_work
 
     resolved = {ident: (ray.get(value), watch) for ident, (value, watch) in values.items()}
-    return _worker_loop().run_until_complete(
-        run_work(LeafWork(step=step, values=resolved, **work))
-    )
+    return _worker_loop().run_until_complete(run_work(LeafWork(step=step, values=resolved, **work)))
 
 
 _LOOPS: dict[int, asyncio.AbstractEventLoop] = {}

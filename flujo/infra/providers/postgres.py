@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from flujo.domain.errors import ConfigurationError, StateError
 from flujo.domain.interfaces import Versioned, Write
 from flujo.infra.loop_bound import PerLoop
+from flujo.infra.pg_pool import create_pool
 from flujo.infra.providers.loop_end import LoopEnd
 from flujo.infra.providers.stored import checked, conflict, encoded, stored_json
 from flujo.infra.state.rows import count, optional_text
@@ -185,12 +186,12 @@ class PostgresStateProvider:
 
     async def _open(self) -> asyncpg.Pool:
         try:
-            import asyncpg
+            import asyncpg  # noqa: F401  # installed: said here, where it is missing
         except ImportError as exc:
             raise ConfigurationError(
                 "PostgresStateProvider needs asyncpg: pip install 'flujo[postgres]'"
             ) from exc
-        pool = await asyncpg.create_pool(self.dsn, min_size=self._min_size, max_size=self._max_size)
+        pool = await create_pool(self.dsn, min_size=self._min_size, max_size=self._max_size)
         try:
             if not self._table_made:
                 await self._make_table(pool)

@@ -25,6 +25,7 @@ from flujo.domain.interfaces import RunRecord, StepRecord, Write
 from flujo.domain.models import DamagedRun, RunStatus
 from flujo.domain.run_queries import check_cutoff, check_limit, check_status, check_statuses
 from flujo.infra.loop_bound import PerLoop
+from flujo.infra.pg_pool import create_pool
 from flujo.infra.providers.postgres import (
     STATE_SCHEMA,
     PostgresStateProvider,
@@ -171,12 +172,12 @@ class PostgresBackend:
 
     async def _open(self) -> asyncpg.Pool:
         try:
-            import asyncpg
+            import asyncpg  # noqa: F401  # installed: said here, where it is missing
         except ImportError as exc:
             raise ConfigurationError(
                 "PostgresBackend needs asyncpg: pip install 'flujo[postgres]'"
             ) from exc
-        pool = await asyncpg.create_pool(self.dsn, min_size=self._min_size, max_size=self._max_size)
+        pool = await create_pool(self.dsn, min_size=self._min_size, max_size=self._max_size)
         if self._tables_made:
             return pool
         try:

@@ -1,0 +1,226 @@
+"""RayExecutionBackend beside raw Ray, measured in the same run on a local 2-CPU cluster.
+
+A Ray head is started in this process (``ray.init``) on 127.0.0.1 with two CPUs,
+no dashboard, its own token file, and stopped at the end.
+
+Figures:
+  (1) per step of a 20-step pipeline of trivial steps on Ray, against 20
+      sequential raw ``ray.get(f.remote(x))`` calls (target: <= 1.3 x the raw
+      round trip);
+  (2) a ``map_over`` of 200 items (40 in quick mode) that each sleep 50 ms, at
+      concurrency 2, against the same number of raw Ray tasks (all submitted,
+      two CPUs): throughput as a share of raw (target: >= 85%);
+  (3) with ``FLUJO_TEST_PG_DSN`` set: a PostgreSQL checkpoint per step (a 20-step
+      in-process pipeline on the PostgreSQL backend, run time / 20: the run's
+      header, lease and final status included) against one raw asyncpg INSERT
+      round trip of a row of the same shape (target: <= 1.5x).
+
+Run: ``.venv/bin/python benchmarks/ray_backend.py [--quick]``.
+Exit status 0 whether or not the targets are met; 1 only when a run breaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _harness import Figures, header, ms, parse_args, row, us
+
+STEPS = 20
+SLEEP_S = 0.05
+RATIO_TARGET = 1.3
+THROUGHPUT_TARGET = 0.85
+PG_RATIO_TARGET = 1.5
+
+
+def inc(x: int) -> int:
+    """A trivial step and a trivial raw task."""
+    return x + 1
+
+
+def nap(x: int) -> int:
+    """Sleep 50 ms: one item of the map."""
+    time.sleep(SLEEP_S)
+    return x
+
+
+def start_ray(temp_dir: Path) -> Any:
+    """Start a 2-CPU head on loopback in this process; Ray reads its environment on import."""
+    token = temp_dir / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    os.environ.update(
+        {
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(token),
+        }
+    )
+    import ray
+
+    here = str(Path(__file__).resolve().parent)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        _temp_dir=str(temp_dir),
+        log_to_driver=False,
+        object_store_memory=100_000_000,
+        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([here, *sys.path[:1]])}},
+    )
+    return ray
+
+
+async def pipeline_vs_raw(ray: Any, repeats: int) -> tuple[Figures, Figures]:
+    """Per step: the 20-step pipeline on Ray, and 20 sequential raw round trips."""
+    from flujo import Flujo, Pipeline, Step
+    from flujo.backends import RayExecutionBackend
+
+    raw_inc = ray.remote(num_cpus=1, max_retries=0)(inc)
+    pipeline = Pipeline([Step.from_callable(inc, name=f"s{i}") for i in range(STEPS)])
+    runner = Flujo(pipeline, backend=RayExecutionBackend(), persist_state=False)
+    for _ in range(2):
+        await runner.run_async(0)
+        ray.get(raw_inc.remote(0))
+    flujo_times, raw_times = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = await runner.run_async(0)
+        flujo_times.append((time.perf_counter() - start) / STEPS)
+        if not result.success or result.output != STEPS:
+            raise RuntimeError(f"the pipeline failed: {result.feedback}")
+        start = time.perf_counter()
+        x = 0
+        for _ in range(STEPS):
+            x = ray.get(raw_inc.remote(x))
+        raw_times.append((time.perf_counter() - start) / STEPS)
+    return Figures(tuple(flujo_times)), Figures(tuple(raw_times))
+
+
+async def map_vs_raw(ray: Any, items: int, repeats: int) -> tuple[Figures, Figures]:
+    """Seconds for ``items`` 50 ms items: a map at concurrency 2, and raw tasks."""
+    from flujo import Flujo, Step
+    from flujo.backends import RayExecutionBackend
+
+    raw_nap = ray.remote(num_cpus=1, max_retries=0)(nap)
+    mapped = Step.map_over(
+        Step.from_callable(nap, name="nap"),
+        items_from=lambda data, ctx: list(range(items)),
+        concurrency=2,
+        name="naps",
+    )
+    runner = Flujo(mapped, backend=RayExecutionBackend(), persist_state=False)
+    ray.get([raw_nap.remote(i) for i in range(2)])
+    flujo_times, raw_times = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = await runner.run_async(0)
+        flujo_times.append(time.perf_counter() - start)
+        if not result.success:
+            raise RuntimeError(f"the map failed: {result.feedback}")
+        start = time.perf_counter()
+        ray.get([raw_nap.remote(i) for i in range(items)])
+        raw_times.append(time.perf_counter() - start)
+    return Figures(tuple(flujo_times)), Figures(tuple(raw_times))
+
+
+async def postgres_vs_raw(dsn: str, repeats: int) -> tuple[Figures, Figures]:
+    """Per step: a 20-step run on the PostgreSQL backend, and one raw INSERT round trip."""
+    import asyncpg
+
+    from flujo import Flujo, Pipeline, Step
+    from flujo.state import PostgresBackend
+
+    backend = PostgresBackend(dsn)
+    pipeline = Pipeline([Step.from_callable(inc, name=f"s{i}") for i in range(STEPS)])
+    runner = Flujo(pipeline, state_backend=backend)
+    conn = await asyncpg.connect(dsn)
+    table = f"bench_raw_{os.getpid()}"  # a real table (a temporary one skips the WAL)
+    await conn.execute(
+        f"CREATE TABLE {table} (run_id text, idx int, result bytea, context bytea,"
+        " PRIMARY KEY (run_id, idx))"
+    )
+    body = b"x" * 200
+    try:
+        await runner.run_async(0, run_id="bench-warm", replace=True)
+        flujo_times, raw_times = [], []
+        for repeat in range(repeats):
+            start = time.perf_counter()
+            result = await runner.run_async(0, run_id=f"bench-{repeat}", replace=True)
+            flujo_times.append((time.perf_counter() - start) / STEPS)
+            if not result.success:
+                raise RuntimeError(f"the durable run failed: {result.feedback}")
+            start = time.perf_counter()
+            for i in range(STEPS):
+                await conn.execute(
+                    f"INSERT INTO {table} VALUES ($1, $2, $3, $4)", f"r{repeat}", i, body, body
+                )
+            raw_times.append((time.perf_counter() - start) / STEPS)
+    finally:
+        await conn.execute(f"DROP TABLE IF EXISTS {table}")
+        await conn.close()
+        await runner.aclose()
+    return Figures(tuple(flujo_times)), Figures(tuple(raw_times))
+
+
+def share(label: str, measured: float, target: float) -> None:
+    word = "PASS" if measured >= target else "MISS"
+    print(f"{word}: {label} = {measured:.0%} (target >= {target:.0%})")
+
+
+def ratio(label: str, measured: float, target: float) -> None:
+    word = "PASS" if measured <= target else "MISS"
+    print(f"{word}: {label} = {measured:.2f}x (target <= {target:.1f}x)")
+
+
+def main() -> int:
+    args = parse_args(__doc__.splitlines()[0], "(no profile for this benchmark)")
+    repeats = 3 if args.quick else 7
+    items = 40 if args.quick else 200
+    header("Ray backend beside raw Ray (local 2-CPU cluster on 127.0.0.1)", args.quick)
+    temp_dir = Path(tempfile.mkdtemp(prefix="frb", dir="/tmp"))
+    ray = start_ray(temp_dir)
+    try:
+        flujo_step, raw_step = asyncio.run(pipeline_vs_raw(ray, repeats))
+        flujo_map, raw_map = asyncio.run(map_vs_raw(ray, items, repeats))
+    finally:
+        ray.shutdown()
+    print(f"\n{repeats} repeats; per step of {STEPS} trivial steps")
+    print(row("flujo on Ray: per step", flujo_step, ms))
+    print(row("raw ray.get(f.remote(x)): per call", raw_step, ms))
+    print(f"\n{items} items of {SLEEP_S * 1e3:.0f} ms at concurrency 2 (2 CPUs)")
+    print(row("flujo map_over on Ray: whole map", flujo_map, ms))
+    print(row("raw Ray tasks: all items", raw_map, ms))
+    dsn = os.environ.get("FLUJO_TEST_PG_DSN")
+    pg: tuple[Figures, Figures] | None = None
+    if dsn:
+        pg = asyncio.run(postgres_vs_raw(dsn, repeats))
+        print(f"\nPostgreSQL ({STEPS}-step run, in-process steps), per step")
+        print(row("flujo checkpoint per step", pg[0], us))
+        print(row("raw asyncpg INSERT round trip", pg[1], us))
+    else:
+        print("\n(PostgreSQL figures: set FLUJO_TEST_PG_DSN to a database to measure them)")
+    print()
+    ratio(
+        "flujo per step / raw round trip (medians)",
+        flujo_step.median / raw_step.median,
+        RATIO_TARGET,
+    )
+    share("map throughput / raw (medians)", raw_map.median / flujo_map.median, THROUGHPUT_TARGET)
+    if pg is not None:
+        ratio(
+            "checkpoint per step / raw INSERT (medians)",
+            pg[0].median / pg[1].median,
+            PG_RATIO_TARGET,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
