@@ -1,8 +1,9 @@
 """YAML read safely, remembering where each mapping, key, value and list item starts.
 
-``read_marked(text)`` parses with ``MarkedLoader``, a ``yaml.SafeLoader`` subclass: the
-safe constructors only (no ``!!python/...`` tags, nothing is executed), and mappings
-and lists built as ``MarkedMap`` / ``MarkedList`` — a ``dict`` and a ``list`` that also
+``read_marked(text)`` parses with ``MarkedLoader``, a ``yaml.CSafeLoader`` subclass
+(``PyMarkedLoader``, of ``yaml.SafeLoader``, where PyYAML has no libyaml): the safe
+constructors only (no ``!!python/...`` tags, nothing is executed), and mappings and
+lists built as ``MarkedMap`` / ``MarkedList`` — a ``dict`` and a ``list`` that also
 hold the ``Position`` of themselves, of each key and of each value. A checker walking
 the data can then say *where* a value it rejects was written. A key written twice in
 one mapping is kept (the last one wins, as in YAML loaders generally) and reported in
@@ -25,6 +26,7 @@ __all__ = [
     "MarkedLoader",
     "MarkedMap",
     "Position",
+    "PyMarkedLoader",
     "position_of",
     "read_marked",
 ]
@@ -89,8 +91,8 @@ def position_of(value: Any, default: Position) -> Position:
     return value.position if isinstance(value, MarkedMap | MarkedList) else default
 
 
-class MarkedLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` building ``MarkedMap`` / ``MarkedList``, noting repeated keys."""
+class PyMarkedLoader(yaml.SafeLoader):
+    """A safe YAML loader building ``MarkedMap`` / ``MarkedList``, noting repeated keys."""
 
     duplicates: list[tuple[Any, Position]]
 
@@ -99,7 +101,27 @@ class MarkedLoader(yaml.SafeLoader):
         self.duplicates = []
 
 
-def _mapping(loader: MarkedLoader, node: Node) -> MarkedMap:
+# libyaml's parser when PyYAML was built with it (several times faster), else PyYAML's
+# own; both with the safe constructors only, and both keep every node's position.
+_CSafeLoader: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+
+if _CSafeLoader is not None:
+
+    class _CMarkedLoader(_CSafeLoader):  # type: ignore[valid-type, misc]
+        """``PyMarkedLoader`` on libyaml's parser."""
+
+        duplicates: list[tuple[Any, Position]]
+
+        def __init__(self, stream: str) -> None:
+            super().__init__(stream)
+            self.duplicates = []
+
+    MarkedLoader: type[yaml.SafeLoader] = _CMarkedLoader
+else:  # pragma: no cover - PyYAML built without libyaml
+    MarkedLoader = PyMarkedLoader
+
+
+def _mapping(loader: Any, node: Node) -> MarkedMap:
     if not isinstance(node, MappingNode):  # pragma: no cover - the tag resolver sees to it
         raise ConstructorError(None, None, "expected a mapping", node.start_mark)
     loader.flatten_mapping(node)  # `<<: *anchor` merge keys
@@ -123,7 +145,7 @@ def _mapping(loader: MarkedLoader, node: Node) -> MarkedMap:
     return made
 
 
-def _sequence(loader: MarkedLoader, node: Node) -> MarkedList:
+def _sequence(loader: Any, node: Node) -> MarkedList:
     if not isinstance(node, SequenceNode):  # pragma: no cover - the tag resolver sees to it
         raise ConstructorError(None, None, "expected a sequence", node.start_mark)
     made = MarkedList(_at(node))
@@ -133,8 +155,10 @@ def _sequence(loader: MarkedLoader, node: Node) -> MarkedList:
     return made
 
 
-MarkedLoader.add_constructor("tag:yaml.org,2002:map", _mapping)
-MarkedLoader.add_constructor("tag:yaml.org,2002:seq", _sequence)
+_LOADERS: tuple[type[yaml.SafeLoader], ...] = (PyMarkedLoader, MarkedLoader)
+for _loader in _LOADERS:
+    _loader.add_constructor("tag:yaml.org,2002:map", _mapping)
+    _loader.add_constructor("tag:yaml.org,2002:seq", _sequence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,9 +170,12 @@ class Marked:
     error: tuple[Position, str] | None = None
 
 
-def read_marked(text: str) -> Marked:
-    """Parse ``text`` (one YAML document) safely; a syntax error comes back, never raised."""
-    loader = MarkedLoader(text)
+def read_marked(text: str, loader_class: type[yaml.SafeLoader] | None = None) -> Marked:
+    """Parse ``text`` (one YAML document) safely; a syntax error comes back, never raised.
+
+    ``loader_class`` is ``MarkedLoader`` unless given (``PyMarkedLoader``: PyYAML's parser).
+    """
+    loader: Any = (loader_class or MarkedLoader)(text)
     try:
         data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
