@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flujo import Flujo, Pipeline, UsageLimits
+from flujo import Flujo, Pipeline, Step, UsageLimits
 from flujo.domain.dsl.control_flow import BranchStep, LoopStep, MapStep, ParallelStep
 from flujo.domain.dsl.files import PipelineFile, check_pipeline_file
 from flujo.domain.dsl.router import RouterStep
@@ -375,3 +375,31 @@ def test_loading_twice_gives_equal_pipelines(write: Callable[..., Path]) -> None
     )
     first, second = Pipeline.from_yaml(path), Pipeline.from_yaml(path)
     assert [s.identity for s in first] == [s.identity for s in second]
+
+
+def test_a_file_with_a_human_step_is_used_by_parts_not_whole(write: Callable[..., Path]) -> None:
+    write(
+        "review.yaml",
+        """
+        version: 1
+        steps:
+          - uses: {P}:clean
+          - name: gate
+            human: {message: "Ship it?"}
+        """,
+    )
+    whole = write(
+        "whole.yaml", "version: 1\nimports: {r: ./review.yaml}\nsteps: [{uses: imports.r}]\n"
+    )
+    (finding,) = check_pipeline_file(whole)[1]
+    assert (finding.line, finding.column) == (3, 16)
+    assert finding.message == (
+        "step imports.r: sub-pipeline 'r': human step 'gate' cannot run inside a control-flow "
+        "step; put it in the top-level pipeline"
+    )
+    parts = write(
+        "parts.yaml",
+        "version: 1\nimports: {r: ./review.yaml}\n"
+        "steps: [{uses: imports.r.clean}, {uses: imports.r.gate}]\n",
+    )
+    assert [type(s) for s in load(parts).pipeline] == [Step, HumanStep]

@@ -21,22 +21,60 @@ build subclasses of ``Step``, so they are defined beside those subclasses, and p
 ``Step`` here, once: every import of a DSL module runs this package first, so no code
 sees ``Step`` without them. ``step.py`` declares them for the type checker only.
 ``Pipeline.to_mermaid``, ``Pipeline.from_yaml`` and ``Pipeline.to_yaml`` are bound the
-same way: drawing and writing need every kind of step.
+same way: drawing and writing need every kind of step. The last two import
+``flujo.domain.dsl.files`` (and PyYAML) when first called, not with ``import flujo``.
 
 The ``@step`` decorator lives in ``flujo.domain.dsl.step`` (and ``flujo``); it is not
 re-exported here, where it would hide that module.
 """
 
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
 from flujo.domain.dsl import control_flow as _control_flow
 from flujo.domain.dsl import mermaid as _mermaid
 from flujo.domain.dsl import router as _router
 from flujo.domain.dsl import state_machine as _state_machine
-from flujo.domain.dsl.files import loading as _loading
-from flujo.domain.dsl.files import writing as _writing
 from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.dsl.step import Step
 
+if TYPE_CHECKING:
+    from flujo.domain.models import PipelineContext
+
 __all__ = ["Pipeline", "Step"]
+
+
+def _from_yaml(path: str | os.PathLike[str]) -> Pipeline[Any, Any]:
+    """Return the pipeline of the pipeline file at ``path`` (``PipelineFileError`` if it is bad).
+
+    Loading imports the modules the file names; see ``flujo.domain.dsl.files.from_yaml``.
+    """
+    from flujo.domain.dsl.files.loading import from_yaml
+
+    return from_yaml(path)
+
+
+def _to_yaml(
+    pipeline: Pipeline[Any, Any] | Step[Any, Any],
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    context_model: type[PipelineContext] | None = None,
+    relative_to: str | os.PathLike[str] | None = None,
+) -> str:
+    """Return ``pipeline`` as a pipeline file's text; see ``flujo.domain.dsl.files.to_yaml``."""
+    from flujo.domain.dsl.files.writing import to_yaml
+
+    return to_yaml(
+        pipeline,
+        name=name,
+        description=description,
+        context_model=context_model,
+        relative_to=relative_to,
+    )
+
 
 Step.branch_on = staticmethod(_control_flow._branch_on)
 Step.loop_until = staticmethod(_control_flow._loop_until)
@@ -45,5 +83,5 @@ Step.map_over = staticmethod(_control_flow._map_over)
 Step.state_machine = staticmethod(_state_machine._state_machine)
 Step.router = staticmethod(_router._router)
 Pipeline.to_mermaid = _mermaid.to_mermaid
-Pipeline.from_yaml = staticmethod(_loading.from_yaml)
-Pipeline.to_yaml = _writing.to_yaml
+Pipeline.from_yaml = staticmethod(_from_yaml)
+Pipeline.to_yaml = _to_yaml

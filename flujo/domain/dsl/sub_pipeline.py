@@ -8,14 +8,16 @@ not copied, with the run's references), and their results are kept in the step's
 That is exactly what a one-branch ``Step.branch_on`` does, so ``SubPipelineStep`` is a
 ``BranchStep`` whose condition always picks its one branch: the engine runs it as a
 branch, and the step knows where its pipeline came from (``source``), for
-``to_yaml`` and ``to_mermaid``.
+``to_yaml`` and ``to_mermaid``. Like a branch, it records no progress of its own: a
+run resumed inside it runs it again from its first step. A human step cannot be in
+it: a pause can only be resumed at the top level of a run.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flujo.domain.dsl.control_flow import Body, BranchStep
+from flujo.domain.dsl.control_flow import Body, BranchStep, as_pipeline
 
 __all__ = ["SUB_PIPELINE_KEY", "SubPipelineStep"]
 
@@ -37,7 +39,9 @@ class SubPipelineStep(BranchStep):
     """The file the pipeline was read from (absolute), or ``None`` if built in Python."""
 
     def __init__(self, name: str, body: Body, source: str | None = None, **options: Any) -> None:
-        super().__init__(name, always_the_pipeline, {SUB_PIPELINE_KEY: body}, None, **options)
+        # Checked here first, so that a human step in it is named as in a sub-pipeline.
+        pipeline = as_pipeline(body, f"sub-pipeline {name!r}")
+        super().__init__(name, always_the_pipeline, {SUB_PIPELINE_KEY: pipeline}, None, **options)
         self.source = source
 
     @property
