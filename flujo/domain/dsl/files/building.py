@@ -21,7 +21,6 @@ from flujo.domain.dsl.files.format import (
     CONSTRUCTS,
     DEFAULT_NAMES,
     KINDS,
-    POLICY_KEYS,
     STEP_KEYS,
     closest,
     keys_by_name,
@@ -38,7 +37,6 @@ from flujo.domain.models import PipelineContext
 
 __all__ = ["Builder", "FileScope", "ImportSource", "Imported", "step_label"]
 
-_POLICIES = keys_by_name(POLICY_KEYS)
 _STEP_KEYS = keys_by_name(STEP_KEYS)
 
 

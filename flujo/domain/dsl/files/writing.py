@@ -14,6 +14,7 @@ configs, fallbacks and constructs, with the same ``identity``.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -202,8 +203,6 @@ class _Writer:
             )
         if step.source in self.aliases:
             return self.aliases[step.source]
-        import re
-
         alias = step.name if re.match(IMPORT_ALIAS, step.name) else "imported"
         while alias in self.imports:
             alias = f"{alias}_{len(self.imports) + 1}"
