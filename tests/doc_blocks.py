@@ -5,7 +5,8 @@ The conventions (documented for authors in tests/test_docs_examples.py):
 - ```` ```python ```` is a program, run on its own;
 - ```` ```text title="Output" ```` right after it (blank lines between at most) is
   what the program prints, stdout and stderr together;
-- ```` ```python title="NAME.py" ```` is a file of the page's shell session;
+- ```` ```python title="NAME.py" ```` (or ```` ```yaml title="NAME.yaml" ````) is a file of
+  the page's shell session;
 - ```` ```console ```` holds ``$ command`` lines, each followed by what it prints;
 - ```` ```mermaid ```` after ``<!-- docs-test: graph TARGET -->`` is what
   ``flujo graph TARGET`` prints (TARGET relative to the repository root);
@@ -101,7 +102,7 @@ class Command:
 
 @dataclass(frozen=True)
 class SessionFile:
-    """A ```python title="NAME" block: written into the session folder, not run alone."""
+    """A ```python (or ```yaml) title="NAME" block: written into the session folder."""
 
     name: str
     text: str
@@ -158,7 +159,10 @@ def read_page(text: str) -> Page:
     pending_files: list[SessionFile] = []
     for position, fence in enumerate(blocks):
         following = blocks[position + 1] if position + 1 < len(blocks) else None
-        if fence.language == "python" and fence.before != SKIP_MARKER:
+        if fence.language == "yaml" and "title" in fence.attributes:
+            pending_files.append(SessionFile(fence.attributes["title"], fence.body, fence.line))
+            page.session.append(pending_files[-1])
+        elif fence.language == "python" and fence.before != SKIP_MARKER:
             if "title" in fence.attributes:
                 pending_files.append(SessionFile(fence.attributes["title"], fence.body, fence.line))
                 page.session.append(pending_files[-1])

@@ -16,6 +16,7 @@ _SHAPES = {
     "decision": (r"\{", r"\}"),
     "fork": (r"\{\{", r"\}\}"),
     "circle": (r"\(\(", r"\)\)"),
+    "rounded": (r"\(\[", r"\]\)"),
 }
 _NODE = [
     (shape, re.compile(rf"^(?P<id>n\d+){opening}{_LABEL}{closing}$"))

@@ -84,6 +84,33 @@ def test_misplaced_output_blocks_and_unused_files_are_reported() -> None:
     assert "lonely.py" in page.problems[1]
 
 
+def test_a_titled_yaml_block_is_a_session_file_and_an_untitled_one_is_prose() -> None:
+    page = read_page(
+        "\n".join(
+            [
+                "```yaml",
+                "version: 1",
+                "```",
+                '```yaml title="flows/main.yaml"',
+                "version: 1",
+                "```",
+                "```console",
+                "$ cat flows/main.yaml",
+                "version: 1",
+                "```",
+            ]
+        )
+    )
+    assert page.programs == []
+    assert page.session == [
+        SessionFile("flows/main.yaml", "version: 1\n", 4),
+        Command("cat flows/main.yaml", "version: 1\n", 8),
+    ]
+    assert page.problems == []
+    lonely = read_page('```yaml title="unused.yaml"\nversion: 1\n```\n')
+    assert ["unused.yaml" in problem for problem in lonely.problems] == [True]
+
+
 @pytest.mark.parametrize(
     ("expected", "actual", "ok"),
     [

@@ -10,7 +10,9 @@ Rules for doc authors (the parsing lives in tests/doc_blocks.py):
   any number of lines, and ``...`` inside a line for any text on it (run ids,
   timings, paths). Trailing spaces and blank lines at either end do not count.
 - A ```python title="NAME.py" block is a file, not a program: it is written into
-  the page's session folder for the ```console blocks after it.
+  the page's session folder for the ```console blocks after it; so is a
+  ```yaml title="NAME.yaml" block (a pipeline file, say). A ```yaml block
+  without a title is not written anywhere.
 - A ```console block is a shell session: each ``$ command`` line runs (through
   bash, a trailing ``\\`` continuing it), and the lines after it, up to the next
   ``$``, are what it prints, with the same wildcards. All the console blocks of a
@@ -18,7 +20,8 @@ Rules for doc authors (the parsing lives in tests/doc_blocks.py):
   them. ``flujo`` there is this checkout's command.
 - A ```mermaid block after ``<!-- docs-test: graph TARGET -->`` is what
   ``flujo graph TARGET`` prints, TARGET being relative to the repository root
-  (``examples/quickstart.py:pipeline``).
+  (``examples/quickstart.py:pipeline``, or a pipeline file
+  ``examples/pipeline_files/triage.yaml``).
 - Anything else (```python-fragment, ```bash, ```text, ```yaml ...) is not run, and
   ``<!-- docs-test: skip -->`` before a ```python block leaves it out; say why.
 
@@ -175,7 +178,7 @@ def _run(snippet: Snippet) -> Outcome:
             runs.append(_call([sys.executable, "-c", code], workdir, env, "program", snippet.line))
         elif snippet.graph is not None:
             module, _, attr = snippet.graph.target.partition(":")
-            target = f"{ROOT / module}:{attr}"
+            target = f"{ROOT / module}:{attr}" if attr else str(ROOT / module)
             runs.append(_call(["flujo", "graph", target], workdir, env, "graph", snippet.line))
         elif snippet.kind == "script":
             runs.append(_call([sys.executable, str(snippet.path)], workdir, env, "script", 1))

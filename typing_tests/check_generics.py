@@ -67,3 +67,9 @@ def check() -> None:
     assert_type(Step.loop_until(double, to_str, max_loops=2), Step[Any, Any])
     assert_type(Step.parallel({"a": first}), Step[Any, Any])
     assert_type(first >> Step.map_over(double), Pipeline[str, list[Any]])
+    machine = Step.state_machine(
+        {"a": first}, start="a", end=["done"], transitions={"a": "done"}, max_transitions=3
+    )
+    assert_type(machine, Step[Any, Any])
+    assert_type(Step.router(to_str, {"a": first}), Step[Any, Any])
+    assert_type(Pipeline.of(first).to_yaml(), str)

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 import flujo
+from flujo.cli.files import schema_command, validate_command
 from flujo.cli.graph import graph_command
 from flujo.cli.hints import Invocation
 from flujo.cli.loading import load_runner, parse_input
@@ -25,6 +26,8 @@ app = typer.Typer(
 """The ``flujo`` command."""
 app.add_typer(runs_app, name="runs")
 app.command("graph")(graph_command)
+app.command("validate")(validate_command)
+app.command("schema")(schema_command)
 
 
 def _show_version(value: bool) -> None:
@@ -51,7 +54,10 @@ def _root(
 
 @app.command("run")
 def run_command(
-    target: Annotated[str, typer.Argument(help="MODULE:ATTR of a Flujo runner, pipeline or step.")],
+    target: Annotated[
+        str,
+        typer.Argument(help="MODULE:ATTR of a Flujo runner, pipeline or step, or a pipeline file."),
+    ],
     input_text: Annotated[
         str | None, typer.Option("--input", "-i", help="Input: JSON, or plain text.")
     ] = None,

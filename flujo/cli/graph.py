@@ -15,7 +15,11 @@ __all__ = ["graph_command"]
 
 def graph_command(
     target: Annotated[
-        str, typer.Argument(help="MODULE:ATTR or file.py:ATTR of a Flujo runner, pipeline or step.")
+        str,
+        typer.Argument(
+            help="MODULE:ATTR or file.py:ATTR of a Flujo runner, pipeline or step; or a "
+            "pipeline file (.yaml)."
+        ),
     ],
     direction: Annotated[
         str,

@@ -1,4 +1,4 @@
-"""Reading what the command line names: ``MODULE:ATTR`` targets, JSON input, durations."""
+"""Reading what the command line names: ``MODULE:ATTR`` targets, pipeline files, JSON input."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from typing import Any
 from flujo.application.runner import Flujo
 from flujo.containers import FlujoContainer
 from flujo.domain.dsl.context_model import check_context_model, declared_context_model
+from flujo.domain.dsl.files import PipelineFile, load_pipeline_file
 from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.dsl.step import Step
 from flujo.domain.errors import ConfigurationError
 from flujo.domain.models import PipelineContext
 
 __all__ = [
+    "is_pipeline_file",
     "load_container",
     "load_context_model",
     "load_pipeline",
@@ -132,14 +134,43 @@ def _context_model(
         raise ConfigurationError(f"{exc} with --context MODULE:CLASS") from None
 
 
+def is_pipeline_file(target: str) -> bool:
+    """Whether ``target`` names a pipeline file (``.yaml`` / ``.yml``) rather than MODULE:ATTR."""
+    return target.lower().endswith((".yaml", ".yml")) and ":" not in target
+
+
+def _file_runner(target: str, profile: str | None, context: str | None) -> Flujo[Any, Any, Any]:
+    loaded: PipelineFile = load_pipeline_file(target)
+    model = loaded.context_model
+    if context is not None:
+        given = load_context_model(context)
+        if model is not None and not issubclass(given, model):
+            raise ConfigurationError(
+                f"--context {context} is not a {model.__module__}.{model.__qualname__}, the "
+                f"context model {target} declares"
+            )
+        check_context_model(loaded.pipeline, given)
+        model = given
+    return Flujo(
+        loaded.pipeline,
+        context_model=model,
+        container=load_container(profile),
+        pipeline_name=loaded.name,
+    )
+
+
 def load_runner(
     target: str, profile: str | None, context: str | None = None
 ) -> Flujo[Any, Any, Any]:
     """Return the runner ``target`` names: a ``Flujo``, or a pipeline or step to wrap in one.
 
     A wrapped pipeline runs over the context class ``context`` names (``MODULE:CLASS``),
-    else over the one its steps declare, else over ``PipelineContext``.
+    else over the one its steps declare, else over ``PipelineContext``. A pipeline file
+    runs over its own ``context`` (``context`` may name a subclass of it), under its
+    ``name``.
     """
+    if is_pipeline_file(target):
+        return _file_runner(target, profile, context)
     loaded: dict[Path, ModuleType] = {}
     obj = _import_target(target, loaded)
     if isinstance(obj, Flujo):
@@ -163,7 +194,9 @@ def load_runner(
 
 
 def load_pipeline(target: str) -> Pipeline[Any, Any]:
-    """Return the pipeline ``target`` names: a runner's, a pipeline, or a step as one."""
+    """Return the pipeline ``target`` names: a runner's, a pipeline, a step, or a file's."""
+    if is_pipeline_file(target):
+        return load_pipeline_file(target).pipeline
     obj = _import_target(target, {})
     if isinstance(obj, Flujo):
         return Pipeline.of(obj.pipeline)

@@ -10,8 +10,8 @@ import typer
 from rich.text import Text
 
 from flujo.cli.hints import Invocation
-from flujo.cli.render import err, error_line
-from flujo.domain.errors import FlujoError
+from flujo.cli.render import err, error_line, report_findings
+from flujo.domain.errors import FlujoError, PipelineFileError
 
 __all__ = [
     "INTERRUPTED_EXIT_CODE",
@@ -49,10 +49,15 @@ ContextOption = Annotated[
 def guarded(work: Callable[[], T], shell: Callable[[str], str] | None = None) -> T:
     """Run ``work``; a flujo error becomes one line on stderr and exit code 1.
 
+    A pipeline file that does not check is reported with every finding, one a line.
+
     ``shell`` rewrites the message first (to name CLI flags instead of Python arguments).
     """
     try:
         return work()
+    except PipelineFileError as exc:
+        report_findings(exc.findings, err())
+        raise typer.Exit(1) from None
     except FlujoError as exc:
         message = str(exc) if shell is None else shell(str(exc))
         err().print(error_line(message, type(exc).__name__))

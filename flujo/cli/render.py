@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import typer
@@ -20,6 +20,7 @@ from rich.text import Text
 
 from flujo.application.runner import Flujo
 from flujo.cli.hints import Invocation
+from flujo.domain.errors import Finding
 from flujo.domain.events import HookEvent, RunFinished, StepFinished, StepStarted
 from flujo.domain.models import PipelineResult
 
@@ -28,9 +29,11 @@ __all__ = [
     "as_json",
     "err",
     "error_line",
+    "findings_summary",
     "one_line",
     "out",
     "report",
+    "report_findings",
     "shorten",
     "with_progress",
 ]
@@ -88,6 +91,20 @@ def error_line(message: str, kind: str | None = None) -> Text:
     """Return ``error: KIND: MESSAGE`` (``error: MESSAGE`` without a kind) as literal text."""
     text = one_line(message)
     return Text.assemble(("error:", "bold red"), f" {kind}: {text}" if kind else f" {text}")
+
+
+def findings_summary(findings: Sequence[Finding]) -> str:
+    """Return ``N problem(s) in FILE, ...`` for a non-empty list of findings."""
+    files = list(dict.fromkeys(finding.file for finding in findings))
+    count = len(findings)
+    return f"{count} problem{'s' if count != 1 else ''} in {', '.join(files)}"
+
+
+def report_findings(findings: Sequence[Finding], console: Console) -> None:
+    """Print each finding as ``file:line:column: message``, then an error line summing up."""
+    for finding in findings:
+        console.print(Text(str(finding)))
+    console.print(error_line(findings_summary(findings)))
 
 
 class _ProgressHook:

@@ -5,7 +5,8 @@ the phase in which it happens::
 
     FlujoError
     ├── ConfigurationError            bad input found before anything runs
-    │   └── UncacheableInputError     a cached step's input cannot be made into a key
+    │   ├── UncacheableInputError     a cached step's input cannot be made into a key
+    │   └── PipelineFileError         a pipeline file does not check: every Finding in it
     ├── ExecutionError                a run could not go on
     │   ├── StepTimeoutError          one step attempt ran past its timeout
     │   ├── WorkerLostError           the worker or node running a shipped step died
@@ -38,6 +39,8 @@ part that uses them, with the original exception chained as ``__cause__``.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,11 +48,13 @@ __all__ = [
     "ConfigurationError",
     "ControlFlowError",
     "ExecutionError",
+    "Finding",
     "FlujoError",
     "HumanInputError",
     "MergeConflictError",
     "ParallelConflictError",
     "PipelineAbortSignal",
+    "PipelineFileError",
     "ReferenceNotHydratedError",
     "ReferenceNotWritableError",
     "ResumeError",
@@ -80,6 +85,36 @@ class ConfigurationError(FlujoError):
 
 class UncacheableInputError(ConfigurationError):
     """A cached step's input (or key) cannot be serialized into a cache key."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Finding:
+    """One thing wrong in a pipeline file: where (1-based line and column) and what."""
+
+    file: str
+    """The file as the user reaches it: the path given, or an import joined onto it."""
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+
+
+class PipelineFileError(ConfigurationError):
+    """A pipeline file (or a file it imports) does not check; ``findings`` holds every problem.
+
+    The message lists them all, one ``file:line:column: message`` a line.
+    """
+
+    def __init__(self, findings: Sequence[Finding]) -> None:
+        self.findings = tuple(findings)
+        count = len(self.findings)
+        listed = "\n".join(str(finding) for finding in self.findings)
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} in pipeline files:\n{listed}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.findings,))
 
 
 class ExecutionError(FlujoError):

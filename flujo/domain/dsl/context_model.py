@@ -18,12 +18,18 @@ import typing
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from flujo.domain.dsl.control_flow import CompositeStep
 from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.dsl.step import Step
 from flujo.domain.errors import ConfigurationError
 from flujo.domain.models import PipelineContext
 
-__all__ = ["check_context_model", "context_declarations", "declared_context_model"]
+__all__ = [
+    "callable_context_models",
+    "check_context_model",
+    "context_declarations",
+    "declared_context_model",
+]
 
 Declaration = tuple[str, type[PipelineContext]]
 """``(where, model)``: a step (or a construct's callable) and the context class it declares."""
@@ -32,6 +38,11 @@ Declaration = tuple[str, type[PipelineContext]]
 def context_declarations(item: Pipeline[Any, Any] | Step[Any, Any]) -> list[Declaration]:
     """Return where each callable of ``item`` declares a typed ``context``, in pipeline order."""
     return list(_walk(Pipeline.of(item), ""))
+
+
+def callable_context_models(fn: Callable[..., Any]) -> list[type[PipelineContext]]:
+    """Return the context classes ``fn``'s ``context`` parameter names (none if untyped)."""
+    return [model for _, model in _declared(fn, "")]
 
 
 def declared_context_model(
@@ -84,9 +95,8 @@ def _step(step: Step[Any, Any], where: str) -> Iterator[Declaration]:
         target = step.agent.run
     if target is not None:
         yield from _declared(target, where)
-    if step.composite:
-        slots: tuple[str, ...] = type(step).__slots__
-        for slot in slots:
+    if isinstance(step, CompositeStep):
+        for slot in step.construct_slots():
             yield from _nested(getattr(step, slot), f"{where} ({slot})")
     if step.fallback_step is not None:
         yield from _step(step.fallback_step, f"{where} (fallback {step.fallback_step.name!r})")

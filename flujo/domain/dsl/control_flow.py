@@ -88,10 +88,23 @@ class CompositeStep(Step[Any, Any]):
         self.invoke = _composite_invoker(name)
         self.takes_context = True  # conditions and nested steps see the context
 
+    @classmethod
+    def construct_slots(cls) -> tuple[str, ...]:
+        """Return the slots the control-flow classes of ``cls`` declare: settings and bodies.
+
+        A subclass of a construct (``SubPipelineStep`` of ``BranchStep``) adds its own
+        first; ``Step``'s slots (name, config, ...) are not among them.
+        """
+        return tuple(
+            slot
+            for klass in cls.__mro__
+            if issubclass(klass, CompositeStep)
+            for slot in vars(klass).get("__slots__", ())
+        )
+
     def _code(self) -> tuple[object, ...]:
         # The construct's own callables and settings, and each nested step's identity.
-        slots: tuple[str, ...] = type(self).__slots__
-        return tuple((slot, _nested(getattr(self, slot))) for slot in slots)
+        return tuple((slot, _nested(getattr(self, slot))) for slot in self.construct_slots())
 
 
 def _nested(value: Any) -> Any:

@@ -12,7 +12,15 @@ What each kind of step looks like:
   a ``done?`` diamond whose ``no`` arrow goes back to the body's first step;
 - ``map_over`` is a frame around its body, titled with the concurrency;
 - a fallback hangs off its step by a dotted ``on failure`` arrow, and goes on
-  where the step would have.
+  where the step would have;
+- ``router`` is a hexagon like ``parallel``, its arrows to the branches dotted: it
+  runs those it chooses;
+- ``state_machine`` is a frame (titled with ``max_transitions``) holding one frame per
+  state (``(start)``, ``(end)`` marked), an end state without steps as a rounded box,
+  and an arrow for each transition: labelled with the output it is taken on, or dotted
+  and labelled with the context field when that field chooses;
+- a sub-pipeline (a pipeline file's ``uses: imports.NAME``) is a frame around its
+  steps, titled with the file it came from.
 
 Node ids are made here (``n0``, ``n1``, ... and ``g0``, ... for frames), never from
 step names, and every label is quoted and escaped: quotes, brackets, ``#``, ``;``
@@ -30,7 +38,10 @@ from typing import Any
 
 from flujo.domain.dsl.control_flow import BranchStep, LoopStep, MapStep, ParallelStep
 from flujo.domain.dsl.pipeline import Pipeline
+from flujo.domain.dsl.router import RouterStep
+from flujo.domain.dsl.state_machine import StateMachineStep
 from flujo.domain.dsl.step import HumanStep, Step
+from flujo.domain.dsl.sub_pipeline import SubPipelineStep
 from flujo.domain.errors import ConfigurationError
 
 __all__ = ["DIRECTIONS", "mermaid_label", "to_mermaid"]
@@ -127,6 +138,12 @@ class _Drawing:
         return entry, exits
 
     def kind(self, item: Step[Any, Any], depth: int) -> tuple[str, list[Exit]]:
+        if isinstance(item, SubPipelineStep):  # before BranchStep, which it derives from
+            return self.sub_pipeline(item, depth)
+        if isinstance(item, StateMachineStep):
+            return self.state_machine(item, depth)
+        if isinstance(item, RouterStep):
+            return self.parallel(item, depth, dotted=True)
         if isinstance(item, BranchStep):
             return self.branch(item, depth)
         if isinstance(item, ParallelStep):
@@ -153,12 +170,14 @@ class _Drawing:
             exits += last
         return decision, exits
 
-    def parallel(self, item: ParallelStep, depth: int) -> tuple[str, list[Exit]]:
+    def parallel(
+        self, item: ParallelStep | RouterStep, depth: int, *, dotted: bool = False
+    ) -> tuple[str, list[Exit]]:
         fork = self.node("{{", item.name, "}}", depth)
         ends: list[Exit] = []
         for key, body in item.branches.items():
             first, last = self.sequence(body, depth)
-            self.edge(fork, first, key, depth)
+            self.edge(fork, first, key, depth, dotted=dotted)
             ends += last
         join = self.node("((", "merge" if item.merge is not None else "join", "))", depth)
         for source, label in ends:
@@ -182,3 +201,55 @@ class _Drawing:
         first, last = self.sequence(item.body, depth + 1)
         self.end_frame(depth)
         return first, last
+
+    def sub_pipeline(self, item: SubPipelineStep, depth: int) -> tuple[str, list[Exit]]:
+        origin = "sub-pipeline" if item.source is None else item.source.rsplit("/", 1)[-1]
+        self.frame(f"{item.name}: {origin}", depth)
+        first, last = self.sequence(item.body, depth + 1)
+        self.end_frame(depth)
+        return first, last
+
+    def state_machine(self, item: StateMachineStep, depth: int) -> tuple[str, list[Exit]]:
+        times = "once" if item.max_transitions == 1 else f"{item.max_transitions} times"
+        self.frame(f"{item.name}: state machine, moves at most {times}", depth)
+        inner = depth + 1
+        drawn: dict[str, tuple[str, list[Exit]]] = {}
+        for state, body in item.states.items():
+            marks = [
+                word
+                for word, yes in (("start", state == item.start), ("end", state in item.end))
+                if yes
+            ]
+            self.frame(f"{state} ({', '.join(marks)})" if marks else state, inner)
+            drawn[state] = self.sequence(body, inner + 1)
+            self.end_frame(inner)
+        for state in item.end:
+            if state not in drawn:
+                node = self.node("([", state, "])", inner)
+                drawn[state] = (node, [(node, None)])
+        for state in item.states:
+            if state not in item.end:
+                self.moves(item, state, drawn, inner)
+        self.end_frame(depth)
+        exits = [exit_ for state in item.end for exit_ in drawn[state][1]]
+        return drawn[item.start][0], exits
+
+    def moves(
+        self,
+        item: StateMachineStep,
+        state: str,
+        drawn: dict[str, tuple[str, list[Exit]]],
+        depth: int,
+    ) -> None:
+        """Draw the arrows from ``state``'s last steps to the states it may move to."""
+        entry = item.transitions.get(state)
+        arrows: list[tuple[str, str | None, bool]]
+        if isinstance(entry, dict):
+            arrows = [(target, output, False) for output, target in entry.items()]
+        elif isinstance(entry, str):
+            arrows = [(entry, None, False)]
+        else:
+            arrows = [(target, item.next_state_from, True) for target in item.targets(state)]
+        for target, label, dotted in arrows:
+            for source, _ in drawn[state][1]:
+                self.edge(source, drawn[target][0], label, depth, dotted=dotted)

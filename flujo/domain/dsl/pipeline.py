@@ -15,6 +15,7 @@ from flujo.domain.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from flujo.domain.dsl import mermaid
+    from flujo.domain.dsl.files import loading, writing
     from flujo.domain.dsl.step import Step
 
 __all__ = ["Pipeline"]
@@ -81,6 +82,10 @@ class Pipeline(Generic[InT, OutT]):
         # Defined in mermaid.py (which imports this module) and bound onto Pipeline by
         # flujo/domain/dsl/__init__.py, like Step's control-flow constructors.
         to_mermaid = mermaid.to_mermaid
+        # A pipeline file read (files/loading.py) and written (files/writing.py): bound the
+        # same way, since both need every kind of step.
+        from_yaml = staticmethod(loading.from_yaml)
+        to_yaml = writing.to_yaml
 
     def __repr__(self) -> str:
         return f"Pipeline({' >> '.join(self.step_names)})"

@@ -1,8 +1,9 @@
 """``Step``: one named unit of work wrapping a callable or an agent; and ``HumanStep``.
 
 ``Step`` is the base of every kind of step. Its control-flow constructors
-(``branch_on``, ``loop_until``, ``parallel``, ``map_over``) build subclasses defined in
-``control_flow.py``, which imports this module; so they are defined there, beside the
+(``branch_on``, ``loop_until``, ``parallel``, ``map_over``; ``state_machine`` and
+``router``) build subclasses defined in ``control_flow.py`` (``state_machine.py``,
+``router.py``), which import this module; so they are defined there, beside the
 nodes they build, and the ``flujo.domain.dsl`` package puts them on ``Step`` when it is
 imported (this module only declares them for the type checker). ``>>`` builds a
 ``Pipeline``, imported from ``pipeline.py``, which does not import this module back.
@@ -43,6 +44,8 @@ from flujo.domain.validation import summarize
 
 if TYPE_CHECKING:
     from flujo.domain.dsl import control_flow
+    from flujo.domain.dsl import router as router_module
+    from flujo.domain.dsl import state_machine as state_machine_module
 
 # AgentLike and StepInvoker are defined in invoker.py and named here too: they are the
 # types of ``Step(agent=...)`` and ``Step.invoke``, documented at this path.
@@ -62,7 +65,8 @@ class Step(Node, Generic[InT, OutT]):
 
     Build one with :meth:`from_callable`, the :func:`step` decorator, or
     ``Step(name, agent=obj)``; compose with ``>>``. ``branch_on``, ``loop_until``,
-    ``parallel``, ``map_over`` and ``human_in_the_loop`` build the other kinds of step.
+    ``parallel``, ``map_over``, ``state_machine``, ``router`` and ``human_in_the_loop``
+    build the other kinds of step.
     """
 
     __slots__ = (
@@ -279,6 +283,8 @@ class Step(Node, Generic[InT, OutT]):
         loop_until = staticmethod(control_flow._loop_until)
         parallel = staticmethod(control_flow._parallel)
         map_over = staticmethod(control_flow._map_over)
+        state_machine = staticmethod(state_machine_module._state_machine)
+        router = staticmethod(router_module._router)
 
     @staticmethod
     def human_in_the_loop(
