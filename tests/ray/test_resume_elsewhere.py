@@ -61,7 +61,7 @@ async def test_a_killed_run_is_resumed_by_another_interpreter(
             assert time.monotonic() < deadline, "process A never reached its second step"
             time.sleep(0.2)
         os.killpg(a.pid, signal.SIGKILL)  # the driver dies mid-step, its lease still held
-        a.wait(timeout=10)
+        a.communicate(timeout=10)
 
         deadline = time.monotonic() + 30
         while True:  # until A's lease expired (2 s): before, B is refused with RunLeasedError
