@@ -14,7 +14,14 @@ from typing import Any, Protocol
 
 from flujo.domain.errors import ConfigurationError
 
-__all__ = ["AgentLike", "StepInvoker", "accepted_keywords", "is_async_callable", "make_invoker"]
+__all__ = [
+    "AgentLike",
+    "StepInvoker",
+    "accepted_keywords",
+    "invoker_of",
+    "is_async_callable",
+    "make_invoker",
+]
 
 StepInvoker = Callable[[Any, Any, Any], Any]
 """``(data, context, resources) -> value or awaitable``: how the executor calls a step."""
@@ -75,3 +82,19 @@ def make_invoker(fn: Callable[..., Any], with_context: bool, with_resources: boo
     if with_resources:
         return lambda data, context, resources: fn(data, resources=resources)
     return lambda data, context, resources: fn(data)
+
+
+def invoker_of(fn: Callable[..., Any] | None, agent: Any) -> StepInvoker | None:
+    """Return the invoker of a step wrapping ``fn``, or running ``agent`` (``None``: neither).
+
+    What ``Step.from_callable`` and ``Step(name, agent=...)`` make, made again for a
+    step that arrived by pickle (an invoker is a closure and does not travel).
+    """
+    if fn is not None:
+        with_context, with_resources, _ = accepted_keywords(fn)
+        return make_invoker(fn, with_context, with_resources)
+    if agent is not None:
+        run = agent.run
+        with_context, with_resources, var_kw = accepted_keywords(run)
+        return make_invoker(run, with_context or var_kw, with_resources or var_kw)
+    return None

@@ -33,6 +33,7 @@ from flujo.domain.dsl.invoker import (
     AgentLike,
     StepInvoker,
     accepted_keywords,
+    invoker_of,
     is_async_callable,
     make_invoker,
 )
@@ -238,15 +239,7 @@ class Step(Node, Generic[InT, OutT]):
         """Restore a pickled step and make its invoker for the callable or agent it holds."""
         for slot, value in state.items():
             object.__setattr__(self, slot, value)
-        if self._wrapped is not None:
-            with_context, with_resources, _ = accepted_keywords(self._wrapped)
-            invoke = make_invoker(self._wrapped, with_context, with_resources)
-        elif self.agent is not None:
-            run = self.agent.run
-            with_context, with_resources, var_kw = accepted_keywords(run)
-            invoke = make_invoker(run, with_context or var_kw, with_resources or var_kw)
-        else:
-            invoke = _missing_invoker(self.name)
+        invoke = invoker_of(self._wrapped, self.agent) or _missing_invoker(self.name)
         object.__setattr__(self, "invoke", invoke)
 
     def fallback(self, other: Step[InT, OutT]) -> Step[InT, OutT]:

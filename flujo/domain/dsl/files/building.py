@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import flujo.domain.dsl.files.constructs as constructs
 from flujo.domain.dsl.context_model import callable_context_models
-from flujo.domain.dsl.files import constructs
 from flujo.domain.dsl.files.format import (
     CONSTRUCTS,
     DEFAULT_NAMES,
