@@ -23,6 +23,7 @@ from flujo.application.core.resume import MISSING, claim_and_restore
 from flujo.application.opened_parts import OpenedParts, in_flight
 from flujo.application.run_management import PRUNED_BY_DEFAULT, get_run, list_runs, prune
 from flujo.application.sync_door import run_sync
+from flujo.application.travel import check_travels
 from flujo.domain.dsl.pipeline import Pipeline
 from flujo.domain.dsl.step import Step
 from flujo.domain.errors import ConfigurationError
@@ -154,7 +155,14 @@ class Flujo(Generic[InT, OutT, ContextT]):
         self.container, self._layer, self._given_state_backend = runner_container(
             container, executor_factory, state_providers, state_backend
         )
-        self.container.settings()  # validates the configuration now: a typo fails construction
+        settings = self.container.settings()  # validated now: a typo fails construction
+        ships = (
+            getattr(backend, "ships_steps", False)
+            if backend is not None
+            else (backend_factory is None and settings.execution.backend == "ray")
+        )
+        if ships:  # what cannot travel to a worker fails here, naming the step and the object
+            check_travels(self._plan.pipeline.steps)
         self._backend = backend
         self._backend_factory = backend_factory
         self._persist_state = persist_state

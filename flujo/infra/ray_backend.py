@@ -74,6 +74,9 @@ def _worker_loop() -> asyncio.AbstractEventLoop:
 class RayExecutionBackend:
     """Runs each leaf step as a Ray task (see the module docstring); selected by the container."""
 
+    ships_steps = True
+    """Steps are pickled for workers: a runner checks they can be (``application.travel``)."""
+
     def __init__(
         self,
         executor: ExecutorCore | None = None,
