@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +11,7 @@ from pydantic import Field
 
 from flujo import ContextReference, Flujo, PipelineContext, Step
 from flujo.domain.models import PipelineResult
+from flujo.infra.state.sqlite import SQLiteBackend
 from flujo.state import InMemoryBackend
 from tests.helpers import DictStateProvider, Flaky
 
@@ -283,7 +286,17 @@ def _durable_machine(ran: list[str], crash_in: str | None) -> Step[Any, Any]:
     )
 
 
-def _durable(backend: InMemoryBackend, provider: DictStateProvider, machine: Any) -> Any:
+@pytest.fixture(params=["memory", "sqlite"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    if request.param == "memory":
+        yield InMemoryBackend()
+        return
+    sqlite = SQLiteBackend(tmp_path / "runs.db")
+    yield sqlite
+    await sqlite.close()
+
+
+def _durable(backend: Any, provider: DictStateProvider, machine: Any) -> Any:
     return Flujo(
         Step.from_callable(lambda x: x, name="before") >> machine,
         context_model=RefCtx,
@@ -292,10 +305,10 @@ def _durable(backend: InMemoryBackend, provider: DictStateProvider, machine: Any
     )
 
 
-async def test_a_crashed_machine_resumes_in_the_state_it_was_in_without_redoing_finished_ones() -> (
-    None
-):
-    backend, provider, ran = InMemoryBackend(), DictStateProvider({"log": []}), []
+async def test_a_crashed_machine_resumes_in_the_state_it_was_in_without_redoing_finished_ones(
+    backend: Any,
+) -> None:
+    provider, ran = DictStateProvider({"log": []}), []
     with pytest.raises(Crash):
         await _durable(backend, provider, _durable_machine(ran, "c")).run_async("in", run_id="r1")
     assert ran == ["a", "b", "c"]
@@ -310,8 +323,8 @@ async def test_a_crashed_machine_resumes_in_the_state_it_was_in_without_redoing_
     assert provider.data["log"] == ["a", "b", "c", "d"], "no duplicate saves"
 
 
-async def test_a_failed_durable_machine_resumes_after_its_last_transition() -> None:
-    backend, provider = InMemoryBackend(), DictStateProvider({"log": []})
+async def test_a_failed_durable_machine_resumes_after_its_last_transition(backend: Any) -> None:
+    provider = DictStateProvider({"log": []})
     ran: list[str] = []
 
     def broken(name: str) -> Step[Any, Any]:
@@ -340,3 +353,79 @@ async def test_a_failed_durable_machine_resumes_after_its_last_transition() -> N
     assert resumed.success, resumed.feedback
     assert ran == ["b", "c", "d"], "resumed in b, the state it failed in"
     assert _ctx(resumed).visited == ["a", "b", "c", "d"], "the failed b's change was not kept"
+
+
+# --- crossings with other features ---------------------------------------------------------
+
+
+async def test_a_timeout_on_the_machine_stops_it_between_states() -> None:
+    import asyncio
+
+    async def slow(data: Any) -> str:
+        await asyncio.sleep(0.02)
+        return "again"
+
+    machine = Step.state_machine(
+        {"a": Step.from_callable(slow, name="slow")},
+        start="a",
+        end=["done"],
+        transitions={"a": {"again": "a", "stop": "done"}},
+        max_transitions=1000,
+        timeout_s=0.1,
+    )
+    result = await _run(machine)
+    assert not result.success
+    assert "StepTimeoutError" in (result.feedback or "")
+    assert len(result.step_history[0].step_history) < 50
+
+
+async def test_a_router_as_a_state_runs_its_chosen_branches_and_the_machine_goes_on() -> None:
+    router = Step.router(
+        lambda d, c: ["x", "y"],
+        {
+            "x": Step.from_callable(lambda d: 1, name="x"),
+            "y": Step.from_callable(lambda d: 2, name="y"),
+        },
+        merge=lambda outs: "merged" if outs == {"x": 1, "y": 2} else "wrong",
+    )
+    machine = Step.state_machine(
+        {"fan": router, "after": _state("after")},
+        start="fan",
+        end=["after"],
+        transitions={"fan": {"merged": "after"}},
+        max_transitions=2,
+    )
+    result = await _run(machine)
+    assert result.success, result.feedback
+    assert result.output == "merged"
+    assert _ctx(result).visited == ["after"]
+
+
+async def test_machines_in_parallel_branches_merge_and_conflict_as_branches_do() -> None:
+    def set_count(value: int) -> Any:
+        def body(data: Any, *, context: Ctx) -> Any:
+            context.count = value
+            return data
+
+        return body
+
+    def machine(name: str, value: int) -> Step[Any, Any]:
+        return Step.state_machine(
+            {"set": Step.from_callable(set_count(value), name=f"{name}-set")},
+            start="set",
+            end=["set"],
+            max_transitions=1,
+            name=name,
+        )
+
+    same = Step.parallel({"l": machine("l", 7), "r": machine("r", 7)})
+    result = await _run(same)
+    assert result.success, result.feedback
+    assert _ctx(result).count == 7
+
+    clash = Step.parallel({"l": machine("l", 1), "r": machine("r", 2)}, name="fan")
+    result = await _run(clash)
+    assert not result.success
+    feedback = result.step_history[0].feedback or ""
+    assert "ParallelConflictError: parallel 'fan': branches 'l' and 'r' both changed" in feedback
+    assert _ctx(result).count == 0
