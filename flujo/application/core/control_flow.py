@@ -1,4 +1,6 @@
-"""How control-flow steps run: branch, loop, parallel and map, through the executor.
+"""How control-flow steps run: branch, loop, parallel, map, state machine, router.
+
+State machines and routers run in their own modules; all go through the executor.
 
 Nested steps go through ``ExecutorCore.execute`` like any step, so they keep their
 own policies, and their attempts are scopes inside the construct's scope.
@@ -8,9 +10,9 @@ merged in a fixed order (``flujo.application.core.merge``). Sequential children
 (loop iterations, map items one at a time, a branch) run on the construct's
 context directly: a failure fails the construct, whose scope drops it all.
 
-A top-level loop or map records its progress through the run's ``Progress``
-after each iteration or item, committing what it did so far with that record,
-so a resumed run (or a retry of the step) goes on after it.
+A top-level loop, map or state machine records its progress through the run's
+``Progress`` after each iteration, item or transition, committing what it did so far
+with that record, so a resumed run (or a retry of the step) goes on after it.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from flujo.application.core.nesting import (
     summary,
 )
 from flujo.application.core.parallel import run_parallel
+from flujo.application.core.router_run import run_router
 from flujo.application.core.scope import Scope, copy_context
+from flujo.application.core.state_machine_run import run_state_machine
 from flujo.domain.dsl.control_flow import (
     BranchStep,
     CompositeStep,
@@ -39,6 +43,8 @@ from flujo.domain.dsl.control_flow import (
     MapStep,
     ParallelStep,
 )
+from flujo.domain.dsl.router import RouterStep
+from flujo.domain.dsl.state_machine import StateMachineStep
 from flujo.domain.errors import ConfigurationError, ControlFlowError
 from flujo.domain.models import StepResult
 from flujo.domain.state_access import ACCESS
@@ -51,7 +57,7 @@ __all__ = ["PROGRESS", "Progress", "run_composite"]
 
 @dataclass(slots=True)
 class Progress:
-    """Where a top-level loop or map records finished work, and finds it on resume."""
+    """Where a top-level loop, map or state machine records finished work, found on resume."""
 
     record: Callable[[dict[str, Any], Scope | None], Awaitable[None]]
     """Commit the construct's scope so far with the partial state (JSON data)."""
@@ -96,6 +102,12 @@ async def run_composite(
             return await run_parallel(executor, step, data, context, resources, history)
         if isinstance(step, MapStep):
             return await _map(executor, step, data, context, resources, history, progress)
+        if isinstance(step, StateMachineStep):
+            return await run_state_machine(
+                executor, step, data, context, resources, history, progress
+            )
+        if isinstance(step, RouterStep):
+            return await run_router(executor, step, data, context, resources, history)
         raise ConfigurationError(f"unknown control-flow step {type(step).__name__}")
     finally:
         PROGRESS.reset(token)

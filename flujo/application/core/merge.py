@@ -123,6 +123,8 @@ class Merger:
     owner: str
     kind: str = "map"
     """``"parallel"`` or ``"map"``: which error class and wording a conflict uses."""
+    noun: str = "parallel"
+    """What a parallel conflict calls the owner (``"router"`` for a router's branches)."""
     paths: dict[Path, tuple[str, Op]] = field(default_factory=dict)
     inner: dict[Path, str] = field(default_factory=dict)
     """Every proper prefix of a written path, with its writer (for nested conflicts)."""
@@ -131,7 +133,7 @@ class Merger:
     def _conflict(self, first: str, second: str, what: str) -> MergeConflictError:
         if self.kind == "parallel":
             return ParallelConflictError(
-                f"parallel {self.owner!r}: branches {first!r} and {second!r} both changed "
+                f"{self.noun} {self.owner!r}: branches {first!r} and {second!r} both changed "
                 f"{what}, to different values"
             )
         return MergeConflictError(

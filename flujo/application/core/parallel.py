@@ -1,7 +1,11 @@
-"""How a parallel step runs: every branch on its own copy, merged all-or-nothing in order."""
+"""How a parallel step runs: every branch on its own copy, merged all-or-nothing in order.
+
+A router runs the branches it chose the same way (``flujo.application.core.router_run``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -13,6 +17,7 @@ from flujo.application.core.scope import Scope, copy_context
 from flujo.application.core.session import Key
 from flujo.domain.dsl.control_flow import ParallelStep
 from flujo.domain.dsl.pipeline import Pipeline
+from flujo.domain.dsl.router import RouterStep
 from flujo.domain.errors import ControlFlowError
 from flujo.domain.models import StepResult
 from flujo.domain.state_access import ACCESS
@@ -23,7 +28,13 @@ if TYPE_CHECKING:
 __all__ = ["run_parallel"]
 
 
-def _read_only(step: ParallelStep, branch: str, context: BaseModel | None) -> dict[Key, str]:
+def _noun(step: ParallelStep | RouterStep) -> str:
+    return "router" if isinstance(step, RouterStep) else "parallel"
+
+
+def _read_only(
+    step: ParallelStep | RouterStep, branch: str, context: BaseModel | None
+) -> dict[Key, str]:
     """Return the references a branch may only read (all but its ``reference_writers``)."""
     if context is None:
         return {}
@@ -32,7 +43,7 @@ def _read_only(step: ParallelStep, branch: str, context: BaseModel | None) -> di
         field_path = path.removeprefix("context.")
         if step.reference_writers.get(field_path) != branch:
             denied[(ref.provider_id, ref.key)] = (
-                f"parallel branch {branch!r} of {step.name!r} may only read {field_path}; "
+                f"{_noun(step)} branch {branch!r} of {step.name!r} may only read {field_path}; "
                 f"name it in reference_writers to let it write"
             )
     return denied
@@ -40,13 +51,15 @@ def _read_only(step: ParallelStep, branch: str, context: BaseModel | None) -> di
 
 async def run_parallel(
     executor: ExecutorCore,
-    step: ParallelStep,
+    step: ParallelStep | RouterStep,
     data: Any,
     context: BaseModel | None,
     resources: Any,
     history: list[StepResult],
+    branches: Mapping[str, Pipeline[Any, Any]] | None = None,
 ) -> Any:
-    """Run the branches concurrently and merge what the successful ones changed."""
+    """Run the branches (``branches``, else all the step's) concurrently; merge the successful."""
+    branches = step.branches if branches is None else branches
     scope = current_scope()
     base = copy_context(context)
     children = {
@@ -58,7 +71,7 @@ async def run_parallel(
             isolate=True,
             read_only=_read_only(step, name, context),
         )
-        for name in step.branches
+        for name in branches
     }
     results: dict[str, StepResult] = {}
 
@@ -77,13 +90,13 @@ async def run_parallel(
             ACCESS.reset(token)
         results[name] = summary(name, out, True, nested, None)
 
-    await all_or_nothing(one(name, body) for name, body in step.branches.items())
-    history.extend(results[name] for name in step.branches)
+    await all_or_nothing(one(name, body) for name, body in branches.items())
+    history.extend(results[name] for name in branches)
     failures = [r for r in results.values() if not r.success]
     if failures and step.on_branch_failure == "fail":
-        raise ControlFlowError(f"parallel {step.name!r}: branch {failures[0].feedback}")
-    succeeded = [name for name in step.branches if results[name].success]
-    merger = Merger(step.name, "parallel")
+        raise ControlFlowError(f"{_noun(step)} {step.name!r}: branch {failures[0].feedback}")
+    succeeded = [name for name in branches if results[name].success]
+    merger = Merger(step.name, "parallel", noun=_noun(step))
     # Every branch is checked before any is applied: a conflict leaves the context as it was.
     changes = [merger.prepare(name, children[name], base, scope) for name in succeeded]
     for change in changes:
