@@ -172,9 +172,27 @@ class ContextReference(BaseModel, Generic[T]):
     def __copy__(self) -> ContextReference[T]:
         return self.__deepcopy__()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as the pointer only, like its JSON: a copy on a worker is unhydrated
+        # (pydantic's own pickling kept the value, and marked an unhydrated one hydrated).
+        meta = type(self).__pydantic_generic_metadata__
+        kind = (meta["origin"] or type(self), meta["args"])  # ContextReference[X] as (origin, X)
+        return (_unpickle_reference, (kind, self.provider_id, self.key, self.watch))
+
     def __repr__(self) -> str:
         state = "hydrated" if self.is_hydrated else "not hydrated"
         return f"ContextReference(provider_id={self.provider_id!r}, key={self.key!r}, {state})"
+
+
+def _unpickle_reference(
+    kind: tuple[Any, tuple[Any, ...]], provider_id: str, key: str, watch: bool
+) -> ContextReference[Any]:
+    """Rebuild a pickled reference: the pointer, unhydrated."""
+    origin, args = kind
+    cls = origin[args if len(args) != 1 else args[0]] if args else origin
+    made: ContextReference[Any] = cls.model_construct(provider_id=provider_id, key=key, watch=watch)
+    _SET_PRIVATE(made, {"_value": _UNSET, "_dirty": False, "_entry": None})
+    return made
 
 
 class PipelineContext(BaseModel):
