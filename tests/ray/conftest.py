@@ -115,7 +115,9 @@ def ray_head() -> Iterator[RayHead]:
                     f"the Ray head did not start in {START_TIMEOUT_S} s:\n{log.read_text()[-2000:]}"
                 )
             time.sleep(0.2)
-        ray.init(address=address, log_to_driver=False)
+        # The driver's own address too: a Ray imported before this environment was set
+        # (another test's collection) would take the machine's address and never connect.
+        ray.init(address=address, log_to_driver=False, _node_ip_address="127.0.0.1")
         yield RayHead(address, head.pid, temp_dir)
     finally:
         with contextlib.suppress(Exception):
