@@ -6,7 +6,9 @@ no dashboard, its own token file, and stopped at the end.
 Figures:
   (1) per step of a 20-step pipeline of trivial steps on Ray, against 20
       sequential raw ``ray.get(f.remote(x))`` calls (target: <= 1.3 x the raw
-      round trip);
+      round trip), with the default ``workers="actors"``; as information, the
+      same with ``workers="tasks"``, and the first run of a new backend (its
+      actor starting) per step;
   (2) a ``map_over`` of 200 items (40 in quick mode) that each sleep 50 ms, at
       concurrency 2, against the same number of raw Ray tasks (all submitted,
       two CPUs): throughput as a share of raw (target: >= 85%);
@@ -77,14 +79,21 @@ def start_ray(temp_dir: Path) -> Any:
     return ray
 
 
-async def pipeline_vs_raw(ray: Any, repeats: int) -> tuple[Figures, Figures]:
-    """Per step: the 20-step pipeline on Ray, and 20 sequential raw round trips."""
+async def pipeline_vs_raw(
+    ray: Any, repeats: int, workers: str = "actors"
+) -> tuple[Figures, Figures, float]:
+    """Per step: the 20-step pipeline on Ray, 20 sequential raw round trips, the first run."""
     from flujo import Flujo, Pipeline, Step
     from flujo.backends import RayExecutionBackend
 
     raw_inc = ray.remote(num_cpus=1, max_retries=0)(inc)
     pipeline = Pipeline([Step.from_callable(inc, name=f"s{i}") for i in range(STEPS)])
-    runner = Flujo(pipeline, backend=RayExecutionBackend(), persist_state=False)
+    backend = RayExecutionBackend(workers=workers)  # type: ignore[arg-type]
+    runner = Flujo(pipeline, backend=backend, persist_state=False)
+    ray.get(raw_inc.remote(0))
+    start = time.perf_counter()
+    await runner.run_async(0)
+    first = (time.perf_counter() - start) / STEPS
     for _ in range(2):
         await runner.run_async(0)
         ray.get(raw_inc.remote(0))
@@ -100,7 +109,8 @@ async def pipeline_vs_raw(ray: Any, repeats: int) -> tuple[Figures, Figures]:
         for _ in range(STEPS):
             x = ray.get(raw_inc.remote(x))
         raw_times.append((time.perf_counter() - start) / STEPS)
-    return Figures(tuple(flujo_times)), Figures(tuple(raw_times))
+    backend.close()
+    return Figures(tuple(flujo_times)), Figures(tuple(raw_times)), first
 
 
 async def map_vs_raw(ray: Any, items: int, repeats: int) -> tuple[Figures, Figures]:
@@ -115,8 +125,10 @@ async def map_vs_raw(ray: Any, items: int, repeats: int) -> tuple[Figures, Figur
         concurrency=2,
         name="naps",
     )
-    runner = Flujo(mapped, backend=RayExecutionBackend(), persist_state=False)
+    backend = RayExecutionBackend()
+    runner = Flujo(mapped, backend=backend, persist_state=False)
     ray.get([raw_nap.remote(i) for i in range(2)])
+    await runner.run_async(0)  # the pool's actors start
     flujo_times, raw_times = [], []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -127,6 +139,7 @@ async def map_vs_raw(ray: Any, items: int, repeats: int) -> tuple[Figures, Figur
         start = time.perf_counter()
         ray.get([raw_nap.remote(i) for i in range(items)])
         raw_times.append(time.perf_counter() - start)
+    backend.close()
     return Figures(tuple(flujo_times)), Figures(tuple(raw_times))
 
 
@@ -187,13 +200,17 @@ def main() -> int:
     temp_dir = Path(tempfile.mkdtemp(prefix="frb", dir="/tmp"))
     ray = start_ray(temp_dir)
     try:
-        flujo_step, raw_step = asyncio.run(pipeline_vs_raw(ray, repeats))
+        flujo_step, raw_step, first = asyncio.run(pipeline_vs_raw(ray, repeats))
+        task_step, task_raw, _ = asyncio.run(pipeline_vs_raw(ray, repeats, "tasks"))
         flujo_map, raw_map = asyncio.run(map_vs_raw(ray, items, repeats))
     finally:
         ray.shutdown()
     print(f"\n{repeats} repeats; per step of {STEPS} trivial steps")
-    print(row("flujo on Ray: per step", flujo_step, ms))
+    print(row("flujo on Ray (actors): per step", flujo_step, ms))
     print(row("raw ray.get(f.remote(x)): per call", raw_step, ms))
+    print(row("info: flujo on Ray (tasks): per step", task_step, ms))
+    print(row("info: raw, beside the tasks runs", task_raw, ms))
+    print(f"  info: first run of a new backend (its actor starts): {first * 1e3:.1f} ms per step")
     print(f"\n{items} items of {SLEEP_S * 1e3:.0f} ms at concurrency 2 (2 CPUs)")
     print(row("flujo map_over on Ray: whole map", flujo_map, ms))
     print(row("raw Ray tasks: all items", raw_map, ms))

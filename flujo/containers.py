@@ -30,6 +30,7 @@ from flujo.infra.caches import InMemoryLRUCache
 from flujo.infra.hashing import Blake3Hasher
 from flujo.infra.otel_telemetry import OpenTelemetryTelemetry
 from flujo.infra.ray_backend import RayExecutionBackend
+from flujo.infra.ray_pool import ActorPool
 from flujo.infra.redis_cache import RedisCache
 from flujo.infra.serialization import OrjsonSerializer
 from flujo.infra.state.memory import InMemoryBackend
@@ -263,6 +264,8 @@ class FlujoContainer(containers.DeclarativeContainer):
         state_providers=state_providers,
         settings=settings,
     )
+    ray_actors = Configured(settings, ActorPool, size=_setting("execution.actors", settings))
+    """The Ray leaf actors every run of this container shares (``execution.workers: actors``)."""
     execution_backend = providers.Selector(
         _setting("execution.backend", settings),
         local=providers.Factory(LocalExecutionBackend, executor=executor),
@@ -272,6 +275,8 @@ class FlujoContainer(containers.DeclarativeContainer):
             address=_setting("execution.address", settings),
             on_worker_lost=_setting("execution.on_worker_lost", settings),
             worker_retries=_setting("execution.worker_retries", settings),
+            workers=_setting("execution.workers", settings),
+            pool=ray_actors,
         ),
     )
 

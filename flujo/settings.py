@@ -158,7 +158,7 @@ class TelemetrySettings(_Strict):
 
 
 class ExecutionSettings(_Strict):
-    """Where steps run: in this process, or as Ray tasks (``pip install 'flujo[ray]'``)."""
+    """Where steps run: in this process, or on a Ray cluster (``pip install 'flujo[ray]'``)."""
 
     backend: Literal["local", "ray"] = "local"
     address: str | None = Field(
@@ -170,6 +170,13 @@ class ExecutionSettings(_Strict):
         description="A step whose Ray worker or node died: run it again on another, or fail.",
     )
     worker_retries: int = Field(default=2, ge=0, description="How many times 'retry' retries.")
+    workers: Literal["actors", "tasks"] = Field(
+        default="actors",
+        description="Ray: leaf steps on a pool of actors kept across runs, or one task each.",
+    )
+    actors: int | None = Field(
+        default=None, ge=1, description="Ray actor pool size; None: the cluster's CPUs."
+    )
 
 
 class FlujoSettings(_Strict):

@@ -1,20 +1,23 @@
-"""``RayExecutionBackend``: leaf steps run as Ray tasks; the driver keeps the context and the saves.
+"""``RayExecutionBackend``: leaf steps on a Ray cluster; the driver keeps the context and saves.
 
-Every leaf step of a run (nested ones included) is shipped as a task: the step
-itself once per run (``ray.put``, then passed by reference), its input, the
-context as JSON and each reference's value by object reference, so a large value
-travels once per run, not once per step. The task runs the step's whole attempt
-pipeline on the worker (``flujo.application.core.leaf_worker.run_work``) and
-returns its result, the context after it and the references it changed; the
-driver applies them through the step's scope and is the only writer of
-checkpoints and provider saves.
+Every leaf step of a run (nested ones included) is shipped, by default to a pool
+of leaf actors kept for all the backend's runs (``workers="actors"``,
+``flujo.infra.ray_pool``), or as one Ray task each (``workers="tasks"``): the
+step itself once per run (inline the first time, then by object reference), its
+input, the context as JSON and each reference's value by object reference, so a
+large value travels once per run, not once per step. The worker runs the step's
+whole attempt pipeline (``flujo.infra.ray_worker``) and returns its result, the
+context after it and the references it changed; the driver applies them through
+the step's scope and is the only writer of checkpoints and provider saves.
 
-A worker or node lost while a task runs (Ray's ``WorkerCrashedError``,
-``NodeDiedError``, ``OwnerDiedError``, ``ObjectLostError``) is retried up to
-``worker_retries`` times when ``on_worker_lost="retry"``, else (or then) the step
-fails with ``WorkerLostError``: never a hang. A step whose ``timeout_s`` budget for
-all its attempts is spent while its task still runs has its task cancelled
-(``ray.cancel(force=True)``: a sync step's thread cannot be stopped any other way).
+A worker, actor or node lost while a step runs (Ray's ``WorkerCrashedError``,
+``NodeDiedError``, ``OwnerDiedError``, ``ObjectLostError``, ``RayActorError``) is
+retried up to ``worker_retries`` times when ``on_worker_lost="retry"``, else (or
+then) the step fails with ``WorkerLostError``: never a hang. A step whose
+``timeout_s`` budget for all its attempts is spent while it still runs is
+stopped: its task cancelled (``ray.cancel(force=True)``), or its actor killed
+(Ray cannot cancel a running call of a sync actor), since a sync step's thread
+cannot be stopped any other way.
 
 Ray is imported when the first step is shipped, so building a runner costs no
 import; without ``address`` and with no ``ray.init`` done, ``ray.init()`` starts or
@@ -32,47 +35,33 @@ from flujo.domain.dsl.step import Step
 from flujo.domain.errors import ConfigurationError, WorkerLostError
 from flujo.domain.leaf_work import LeafOutcome, LeafWork, RefKey
 from flujo.domain.models import PipelineContext, StepResult
+from flujo.infra.ray_pool import ActorPool, Slot
 
-__all__ = ["OnWorkerLost", "RayExecutionBackend"]
+__all__ = ["OnWorkerLost", "RayExecutionBackend", "Workers"]
 
 OnWorkerLost = Literal["retry", "fail"]
 """What a step whose worker or node died does: run again on another worker, or fail."""
 
-_LOST = ("WorkerCrashedError", "NodeDiedError", "OwnerDiedError", "ObjectLostError")
-"""Ray's exceptions for a task whose worker, node or data went away."""
+Workers = Literal["actors", "tasks"]
+"""Where leaf steps run: a pool of leaf actors kept across runs, or one Ray task each."""
+
+_LOST = (
+    "WorkerCrashedError",
+    "NodeDiedError",
+    "OwnerDiedError",
+    "ObjectLostError",
+    "RayActorError",
+    "ActorDiedError",
+    "ActorUnavailableError",
+)
+"""Ray's exceptions for a step whose worker, actor, node or data went away."""
 
 _GRACE_S = 5.0
 """Time past a step's own timeout budget before its task is cancelled from the driver."""
 
 
-def _run_task(
-    step: Step[Any, Any], work: dict[str, Any], values: dict[RefKey, tuple[Any, bool]]
-) -> LeafOutcome:
-    """Run one shipped leaf step on a Ray worker (its values resolved from the object store)."""
-    import ray
-
-    from flujo.application.core.leaf_worker import run_work
-
-    resolved = {ident: (ray.get(value), watch) for ident, (value, watch) in values.items()}
-    return _worker_loop().run_until_complete(run_work(LeafWork(step=step, values=resolved, **work)))
-
-
-_LOOPS: dict[int, asyncio.AbstractEventLoop] = {}
-"""The event loop of this worker process, by pid (asyncio.run costs 0.15 ms a task)."""
-
-
-def _worker_loop() -> asyncio.AbstractEventLoop:
-    """Return this Ray worker process's loop; a Ray worker runs one task at a time on it."""
-    import os
-
-    loop = _LOOPS.get(os.getpid())
-    if loop is None or loop.is_closed():
-        loop = _LOOPS[os.getpid()] = asyncio.new_event_loop()
-    return loop
-
-
 class RayExecutionBackend:
-    """Runs each leaf step as a Ray task (see the module docstring); selected by the container."""
+    """Runs each leaf step on a Ray cluster (see the module docstring); chosen by the container."""
 
     ships_steps = True
     """Steps are pickled for workers: a runner checks they can be (``application.travel``)."""
@@ -84,7 +73,10 @@ class RayExecutionBackend:
         address: str | None = None,
         on_worker_lost: OnWorkerLost = "retry",
         worker_retries: int = 2,
-        num_cpus: float = 1.0,
+        num_cpus: float | None = None,
+        workers: Workers = "actors",
+        actors: int | None = None,
+        pool: ActorPool | None = None,
     ) -> None:
         if on_worker_lost not in ("retry", "fail"):
             raise ConfigurationError(
@@ -92,11 +84,19 @@ class RayExecutionBackend:
             )
         if worker_retries < 0:
             raise ConfigurationError(f"worker_retries must be >= 0, got {worker_retries}")
+        if workers not in ("actors", "tasks"):
+            raise ConfigurationError(f"workers must be 'actors' or 'tasks', got {workers!r}")
+        if num_cpus is not None and num_cpus <= 0:
+            raise ConfigurationError(f"num_cpus must be > 0, got {num_cpus}")
         self.address = address
         self.on_worker_lost: OnWorkerLost = on_worker_lost
         self.worker_retries = worker_retries
         self.num_cpus = num_cpus
+        """CPUs a step holds (tasks: 1 when ``None``; actors: Ray's actor default when ``None``)."""
+        self.workers: Workers = workers
         self.executor = executor
+        self.pool = pool if pool is not None else ActorPool(size=actors, num_cpus=num_cpus)
+        """The leaf actors (``workers="actors"``), shared with every run this backend serves."""
         self._task: Any = None
         self._steps: dict[int, tuple[Step[Any, Any], Any]] = {}
         """Each step shipped in this run: id -> (step, its object reference once put)."""
@@ -106,14 +106,20 @@ class RayExecutionBackend:
             executor.remote = self
 
     def for_run(self, executor: ExecutorCore) -> RayExecutionBackend:
-        """Return this backend's settings serving the run of ``executor``."""
+        """Return this backend's settings, and its actor pool, serving the run of ``executor``."""
         return RayExecutionBackend(
             executor,
             address=self.address,
             on_worker_lost=self.on_worker_lost,
             worker_retries=self.worker_retries,
             num_cpus=self.num_cpus,
+            workers=self.workers,
+            pool=self.pool,
         )
+
+    def close(self) -> None:
+        """Kill the pool's leaf actors (they end with this process anyway); later steps make new."""
+        self.pool.close()
 
     def execute_step(
         self,
@@ -133,12 +139,14 @@ class RayExecutionBackend:
 
         if not ray.is_initialized():
             ray.init(address=self.address, log_to_driver=False)
-        if self._task is None:
-            self._task = ray.remote(num_cpus=self.num_cpus, max_retries=0)(_run_task)
+        if self._task is None and self.workers == "tasks":
+            from flujo.infra.ray_worker import run_shipped
+
+            self._task = ray.remote(num_cpus=self.num_cpus or 1.0, max_retries=0)(run_shipped)
         return ray
 
     async def run_leaf(self, work: LeafWork) -> LeafOutcome:
-        """Ship ``work`` as a task and await its outcome (a lost worker: retried or failed)."""
+        """Ship ``work`` and await its outcome (a lost worker: retried or failed)."""
         ray = self._ray()
         step_ref = self._put_step(ray, work.step)
         values = {
@@ -156,42 +164,44 @@ class RayExecutionBackend:
         lost = 0
         while True:
             start = time.perf_counter()
-            task = self._task.remote(step_ref, light, values)
+            slot = self.pool.take(ray) if self.workers == "actors" else None
             try:
-                outcome: LeafOutcome = await self._answer(ray, task, work.step)
+                if slot is None:
+                    task = self._task.remote(step_ref, light, values)
+                else:
+                    task = slot.actor.run.remote(step_ref, light, values)
+                outcome: LeafOutcome = await self._answer(ray, task, work.step, slot)
                 return outcome
             except Exception as exc:
                 if type(exc).__name__ not in _LOST and not _lost_inside(exc):
                     raise
+                if slot is not None:
+                    if slot.killed:  # the pool killed its actor for another step: not lost
+                        continue
+                    self.pool.retire(ray, slot)
                 lost += 1
                 if self.on_worker_lost == "fail" or lost > self.worker_retries:
-                    error = WorkerLostError(
-                        f"step {work.step.name!r}: its Ray worker was lost "
-                        f"({type(exc).__name__}) after {lost} task(s); on_worker_lost="
-                        f"{self.on_worker_lost!r}"
-                    )
-                    feedback = f"{type(error).__name__}: {error}"
-                    result = StepResult.trusted(
-                        work.step.name,
-                        None,
-                        False,
-                        lost,
-                        time.perf_counter() - start,
-                        feedback,
-                        0.0,
-                        0,
-                    )
-                    return LeafOutcome(result, None, {})
+                    return _lost_outcome(work.step, exc, lost, time.perf_counter() - start, self)
+            finally:
+                if slot is not None:
+                    self.pool.done(slot)
 
-    async def _answer(self, ray: Any, task: Any, step: Step[Any, Any]) -> LeafOutcome:
-        """Await ``task``; past the step's timeout budget, cancel it and fail the step."""
+    async def _answer(
+        self, ray: Any, task: Any, step: Step[Any, Any], slot: Slot | None
+    ) -> LeafOutcome:
+        """Await ``task``; past the step's timeout budget, stop it and fail the step."""
         budget = _budget(step)
         if budget is None:
             return await task  # type: ignore[no-any-return]
         try:
             return await asyncio.wait_for(asyncio.shield(_awaited(task)), budget)
         except TimeoutError:
-            ray.cancel(task, force=True)
+            if slot is None:
+                ray.cancel(task, force=True)
+                how = "its task was cancelled"
+            else:
+                self.pool.retire(ray, slot)
+                how = "its actor was killed"
             result = StepResult.trusted(
                 step.name,
                 None,
@@ -199,7 +209,7 @@ class RayExecutionBackend:
                 step.config.max_retries + 1,
                 budget,
                 f"StepTimeoutError: step {step.name!r} ran past {budget:.1f} s on its Ray "
-                "worker; its task was cancelled",
+                f"worker; {how}",
                 0.0,
                 0,
             )
@@ -240,6 +250,19 @@ def _budget(step: Step[Any, Any]) -> float | None:
     attempts = config.max_retries + 1
     waits = sum(config.retry_delay(retry, lambda: 1.0) for retry in range(1, attempts))
     return config.timeout_s * attempts + waits + _GRACE_S
+
+
+def _lost_outcome(
+    step: Step[Any, Any], exc: BaseException, lost: int, latency: float, backend: Any
+) -> LeafOutcome:
+    """Return the failed outcome of a step whose worker was lost ``lost`` times."""
+    error = WorkerLostError(
+        f"step {step.name!r}: its Ray worker was lost ({type(exc).__name__}) after "
+        f"{lost} try(s); on_worker_lost={backend.on_worker_lost!r}"
+    )
+    feedback = f"{type(error).__name__}: {error}"
+    result = StepResult.trusted(step.name, None, False, lost, latency, feedback, 0.0, 0)
+    return LeafOutcome(result, None, {})
 
 
 def _lost_inside(exc: BaseException) -> bool:

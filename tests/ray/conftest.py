@@ -169,3 +169,65 @@ def _stop(head: subprocess.Popen[bytes]) -> None:
     # Workers and raylet share the head's session: whatever outlived it goes now.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(head.pid, signal.SIGKILL)
+
+
+@dataclass
+class TwoNodes:
+    """A ``ray.cluster_utils.Cluster``: a head (1 CPU) and a worker node (1 CPU)."""
+
+    cluster: Any
+    worker: Any
+    head_node_id: str
+
+    def add_worker(self) -> None:
+        """Start a new worker node (after a test removed the last one)."""
+        self.worker = self.cluster.add_node(**_node_args())
+
+
+def _node_args() -> dict[str, Any]:
+    return {"node_ip_address": "127.0.0.1", "num_cpus": 1, "object_store_memory": 80_000_000}
+
+
+@pytest.fixture(scope="module")
+def _two_node_cluster(ray_head: RayHead) -> Iterator[TwoNodes]:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    # One driver talks to one cluster: leave the session's head for the module's tests.
+    ray.shutdown()
+    temp_dir = Path(tempfile.mkdtemp(prefix="fc", dir="/tmp"))
+    (temp_dir / "ray").mkdir()  # where Ray keeps what belongs in its default temp dir
+    # RAY_TMPDIR: Cluster writes (and deletes) "ray_current_cluster" in Ray's default temp
+    # dir, which other Ray users of the machine share. The nodes read the head's token
+    # file (already in this environment): Ray caches the first token a process reads.
+    saved = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = str(temp_dir)
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={**_node_args(), "temp_dir": str(temp_dir), "include_dashboard": False},
+    )
+    try:
+        worker = cluster.add_node(**_node_args())
+        ray.init(address=cluster.address, log_to_driver=False, _node_ip_address="127.0.0.1")
+        nodes = TwoNodes(cluster, worker, cluster.head_node.node_id)
+        yield nodes
+    finally:
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        cluster.shutdown()
+        if saved is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = saved
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        # The session's other tests stay connected to its head.
+        ray.init(address=ray_head.address, log_to_driver=False, _node_ip_address="127.0.0.1")
+
+
+@pytest.fixture
+def ray_two_nodes(_two_node_cluster: TwoNodes) -> TwoNodes:
+    """A two-node cluster on loopback, this process connected; a removed worker comes back."""
+    nodes = _two_node_cluster
+    if nodes.worker not in nodes.cluster.worker_nodes:
+        nodes.add_worker()
+    return nodes

@@ -23,6 +23,8 @@ from tests.unit.test_state_providers_integration import memory_container
 
 pytestmark = pytest.mark.ray
 
+WORKERS = pytest.mark.parametrize("workers", ["actors", "tasks"])
+
 
 class Ctx(PipelineContext):
     count: int = 0
@@ -58,7 +60,10 @@ def always_dies(marker: str) -> str:
     os._exit(1)
 
 
-async def test_shipped_steps_change_context_and_references_once(ray_address: str) -> None:
+@WORKERS
+async def test_shipped_steps_change_context_and_references_once(
+    ray_address: str, workers: Any
+) -> None:
     store: InMemoryStateProvider[list[str]] = InMemoryStateProvider({"log": []})
     backend = InMemoryBackend()
     pipeline = (
@@ -80,7 +85,7 @@ async def test_shipped_steps_change_context_and_references_once(ray_address: str
         pipeline,
         context_model=Ctx,
         state_providers={"kg": store},
-        backend=RayExecutionBackend(address=ray_address),
+        backend=RayExecutionBackend(address=ray_address, workers=workers),
         state_backend=backend,
         container=memory_container(),
     )
@@ -95,10 +100,13 @@ async def test_shipped_steps_change_context_and_references_once(ray_address: str
     assert not any(s.pending for s in await backend.load_steps(result.run_id))
 
 
-async def test_a_step_past_its_timeout_budget_has_its_task_cancelled(ray_address: str) -> None:
+@WORKERS
+async def test_a_step_past_its_timeout_budget_has_its_task_cancelled(
+    ray_address: str, workers: Any
+) -> None:
     runner = Flujo(
         Step.from_callable(sleepy, name="sleepy", timeout_s=0.2),
-        backend=RayExecutionBackend(address=ray_address),
+        backend=RayExecutionBackend(address=ray_address, workers=workers),
         persist_state=False,
     )
     start = time.perf_counter()
@@ -109,10 +117,11 @@ async def test_a_step_past_its_timeout_budget_has_its_task_cancelled(ray_address
     assert time.perf_counter() - start < 30, "it did not wait for the sleeping task"
 
 
-async def test_a_lost_worker_is_retried(ray_address: str, tmp_path: Path) -> None:
+@WORKERS
+async def test_a_lost_worker_is_retried(ray_address: str, tmp_path: Path, workers: Any) -> None:
     runner = Flujo(
         Step.from_callable(dies_once, name="dies"),
-        backend=RayExecutionBackend(address=ray_address, on_worker_lost="retry"),
+        backend=RayExecutionBackend(address=ray_address, on_worker_lost="retry", workers=workers),
         persist_state=False,
     )
     result = await runner.run_async(str(tmp_path / "marker"))
@@ -121,10 +130,13 @@ async def test_a_lost_worker_is_retried(ray_address: str, tmp_path: Path) -> Non
     assert result.output == "second worker"
 
 
-async def test_a_lost_worker_fails_the_step_with_worker_lost_error(ray_address: str) -> None:
+@WORKERS
+async def test_a_lost_worker_fails_the_step_with_worker_lost_error(
+    ray_address: str, workers: Any
+) -> None:
     runner = Flujo(
         Step.from_callable(always_dies, name="dies"),
-        backend=RayExecutionBackend(address=ray_address, on_worker_lost="fail"),
+        backend=RayExecutionBackend(address=ray_address, on_worker_lost="fail", workers=workers),
         persist_state=False,
     )
     result = await runner.run_async("x")
