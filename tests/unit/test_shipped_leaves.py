@@ -9,6 +9,7 @@ the driver, and the run's own executor and providers used.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pydantic import Field
@@ -18,7 +19,7 @@ from flujo.application.core.execution_backend import LocalExecutionBackend
 from flujo.application.core.executor_core import ExecutorCore
 from flujo.providers import InMemoryStateProvider
 from flujo.state import InMemoryBackend
-from flujo.testing import ShippingBackend
+from flujo.testing import Faults, FaultyProvider, ShippingBackend
 from tests.unit.test_state_providers_integration import memory_container
 
 
@@ -224,3 +225,22 @@ async def test_a_step_that_cannot_ship_fails_clearly_and_the_run_ends_stored() -
     assert "pickle" in (result.feedback or "").lower() or "Can't" in (result.feedback or "")
     stored = await backend.load_run(result.run_id)
     assert stored is not None and stored.status == "failed"
+
+
+def slow_add(data: Any, *, context: Ctx) -> Any:
+    time.sleep(0.05)
+    return add(data, context=context)
+
+
+async def test_a_shipped_step_whose_save_fails_fails_with_its_own_latency() -> None:
+    """Driven by hand (no runner), the driver saves a shipped set() when the step answers."""
+    store = FaultyProvider(InMemoryStateProvider({"log": []}), save=Faults.always())
+    executor = ExecutorCore(state_providers={"kg": store})
+    ShippingBackend(executor)
+    result = await executor.execute(Step.from_callable(slow_add, name="slow"), 1, context=Ctx())
+
+    assert not result.success
+    assert "StateSaveError" in (result.feedback or "") or "InjectedFault" in (
+        result.feedback or ""
+    ), result.feedback
+    assert result.latency_s >= 0.05, "the failure reports the step's time, not the save's"

@@ -84,7 +84,7 @@ async def drive_leaf(
     if context is not None and outcome.context_json is not None:
         _take_fields(context, outcome.context_json)
     if outcome.writes:
-        failed = await _apply_writes(executor, step, context, refs, outcome.writes)
+        failed = await _apply_writes(executor, step, context, refs, outcome.writes, start)
         if failed is not None:
             return failed
     if key is not None:
@@ -154,6 +154,7 @@ async def _apply_writes(
     context: BaseModel | None,
     refs: list[ContextReference[Any]],
     writes: dict[RefKey, Any] | Any,
+    start: float,
 ) -> StepResult | None:
     """``set()`` each changed reference through the running scope; a failed result if it cannot."""
     session = executor.session
@@ -175,5 +176,5 @@ async def _apply_writes(
             try:
                 await save_staged(session, session.take_staged(), "", step.config, executor.backoff)
             except StateError as exc:
-                return _failed(step.name, f"{type(exc).__name__}: {exc}", time.perf_counter())
+                return _failed(step.name, f"{type(exc).__name__}: {exc}", start)
     return None
