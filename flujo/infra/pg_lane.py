@@ -6,13 +6,15 @@ loopback, half again a checkpoint's round trip. A run writes its steps one after
 another, so a ``Lane`` keeps one of the pool's connections and runs statements on
 it directly. When a second caller on the same loop finds it busy (two runs at
 once), that caller takes a connection from the pool as before instead of
-queuing, unless the pool holds only one connection, which the lane holds.
+queuing. A pool of one connection is not held: its other users (the state
+providers sharing it) would wait forever.
 
 The connection goes back to the pool after anything but a flujo error raised with
 the connection idle: the pool's release rolls back a transaction left open, waits
 out a cancelled statement and drops a connection that broke, and the next
 statement takes a fresh one. A connection the server closed while idle (a
-restart) is noticed before use and replaced the same way.
+restart) is noticed before use and replaced the same way (the pool has already
+taken such a connection back: its proxy answers nothing any more).
 """
 
 from __future__ import annotations
@@ -36,33 +38,30 @@ class Lane:
         self.pool = pool
         self._conn: Any = None
         self._lock = asyncio.Lock()
-        # With one connection in the pool the lane holds it: a second caller must wait.
-        self._shares = pool.get_max_size() > 1
+        # Holding a pool's only connection would stall every other user of the pool.
+        self._holds = pool.get_max_size() > 1
 
     async def run(self, fn: Callable[[Any], Awaitable[R]]) -> R:
         """Return ``fn(connection)``: on the held connection, or a pooled one when it is busy."""
-        if self._shares and self._lock.locked():
+        if not self._holds or self._lock.locked():
             async with self.pool.acquire() as conn:
                 return await fn(conn)
         async with self._lock:
             conn = self._conn
-            if conn is None or conn.is_closed():
+            if conn is None or not _idle(conn):
                 conn = await self._take()
             try:
                 return await fn(conn)
             except BaseException as exc:
-                if not (
-                    isinstance(exc, FlujoError)
-                    and not conn.is_closed()
-                    and not conn.is_in_transaction()
-                ):
+                if not (isinstance(exc, FlujoError) and _idle(conn)):
                     # The statement's own error matters more than a failed release.
                     with contextlib.suppress(Exception):
                         await self._give_back()
                 raise
 
     async def _take(self) -> Any:
-        await self._give_back()
+        with contextlib.suppress(Exception):  # a broken connection is dropped all the same
+            await self._give_back()
         self._conn = await self.pool.acquire()
         return self._conn
 
@@ -75,6 +74,22 @@ class Lane:
         """Hand the held connection back to the pool (a later ``run`` takes one again)."""
         async with self._lock:
             await self._give_back()
+
+
+def _idle(conn: Any) -> bool:
+    """Whether ``conn`` is open and outside any transaction, so the next statement may use it."""
+    try:
+        return not conn.is_closed() and not conn.is_in_transaction()
+    except _released():  # the pool took it back when the server closed it
+        return False
+
+
+def _released() -> type[Exception]:
+    """Return asyncpg's error for a connection its pool took back (imported only when raised)."""
+    import asyncpg
+
+    error: type[Exception] = asyncpg.InterfaceError
+    return error
 
 
 async def close_lane(lane: Lane) -> None:

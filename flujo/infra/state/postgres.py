@@ -37,6 +37,7 @@ from flujo.infra.providers.postgres import (
 from flujo.infra.state.postgres_sql import (
     CREATE_RUN,
     CURRENT_RUN,
+    INSERT_NEW_RUN,
     INSERT_STEP,
     LEASE,
     SCHEMA,
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = ["PostgresBackend"]
 
 R = TypeVar("R")
+
 
 def _fields(row: Any) -> dict[str, object]:
     """Return an asyncpg record as a mapping of record field names to stored values."""
@@ -181,10 +183,11 @@ class PostgresBackend:
 
     async def create_run(self, run: RunRecord, *, replace: bool = False) -> None:
         """Insert a new run's header; ``replace`` deletes a stored run of that id, atomically."""
-        args = run_row(run)
+        args, what = run_row(run), f"creating run {run.run_id!r}"
+        if await self._run(what, lambda c: c.fetchval(INSERT_NEW_RUN, *args)) is not None:
+            return  # the id was free: the common case, in one plain insert
         made, status, owner, until = await self._run(
-            f"creating run {run.run_id!r}",
-            lambda c: c.fetchrow(CREATE_RUN, *args, replace, run.updated_at),
+            what, lambda c: c.fetchrow(CREATE_RUN, *args, replace, run.updated_at)
         )
         if made:
             return

@@ -10,6 +10,7 @@ from flujo.domain.interfaces import RunRecord, StepRecord
 __all__ = [
     "CREATE_RUN",
     "CURRENT_RUN",
+    "INSERT_NEW_RUN",
     "INSERT_STEP",
     "LEASE",
     "SCHEMA",
@@ -90,6 +91,8 @@ UPDATE_OWNED_RUN = (
     f" {', '.join(f'{name} = ${n}' for n, name in enumerate(_RUN_FIELDS[1:], start=2))}"
     f" WHERE run_id = $1 AND owner = ${len(_RUN_FIELDS) + 1}"
 )
+# A header whose id is free: one plain insert, cheaper to run than CREATE_RUN (~80 µs).
+INSERT_NEW_RUN = f"{_INSERT_RUN} ON CONFLICT (run_id) DO NOTHING RETURNING 1"
 LEASE = "SELECT status, owner, lease_until FROM flujo_runs WHERE run_id = $1"
 _N = len(_RUN_FIELDS)
 # A new header in one statement (one round trip, no transaction): the stored run of that
