@@ -14,29 +14,38 @@ the connection idle: the pool's release rolls back a transaction left open, wait
 out a cancelled statement and drops a connection that broke, and the next
 statement takes a fresh one. A connection the server closed while idle (a
 restart) is noticed before use and replaced the same way (the pool has already
-taken such a connection back: its proxy answers nothing any more).
+taken such a connection back: its proxy answers nothing any more). One left idle
+for ``STALE_S`` is closed and replaced too, as the pool closes its own idle
+connections after that long: a firewall may have dropped it without a word, and a
+statement sent on it would hang.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from flujo.domain.errors import FlujoError
 
-__all__ = ["Lane", "close_lane"]
+__all__ = ["STALE_S", "Lane", "close_lane"]
 
 R = TypeVar("R")
+
+STALE_S = 300.0
+"""Seconds idle after which the held connection is replaced (asyncpg's pools: the same)."""
 
 
 class Lane:
     """A pool's connection held for one event loop; busy, its callers use the pool."""
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, *, stale_s: float = STALE_S) -> None:
         self.pool = pool
+        self._stale_s = stale_s
         self._conn: Any = None
+        self._used = 0.0  # time.monotonic() of the held connection's last statement
         self._lock = asyncio.Lock()
         # Holding a pool's only connection would stall every other user of the pool.
         self._holds = pool.get_max_size() > 1
@@ -47,9 +56,10 @@ class Lane:
             async with self.pool.acquire() as conn:
                 return await fn(conn)
         async with self._lock:
-            conn = self._conn
-            if conn is None or not _idle(conn):
+            conn, now = self._conn, time.monotonic()
+            if conn is None or now - self._used > self._stale_s or not _idle(conn):
                 conn = await self._take()
+            self._used = now
             try:
                 return await fn(conn)
             except BaseException as exc:
@@ -60,8 +70,12 @@ class Lane:
                 raise
 
     async def _take(self) -> Any:
-        with contextlib.suppress(Exception):  # a broken connection is dropped all the same
-            await self._give_back()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            # Dropped, not handed back: the pool would give the same one again. Terminated,
+            # not closed: a dropped connection would leave a polite close waiting.
+            with contextlib.suppress(Exception):  # one the pool took back is gone already
+                conn.terminate()
         self._conn = await self.pool.acquire()
         return self._conn
 

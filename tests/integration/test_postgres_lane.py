@@ -65,6 +65,15 @@ async def _kill_all(schema: Schema, app: str) -> int:
     return len(rows)
 
 
+async def _ends(schema: Schema, pid: int) -> bool:
+    """Whether server process ``pid`` is gone within ``WAIT_S`` (it ends as it reads the close)."""
+    for _ in range(int(WAIT_S / 0.05)):
+        if not await schema.fetch("SELECT 1 FROM pg_stat_activity WHERE pid = $1", pid):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
 async def test_statements_run_on_one_kept_connection(schema: Schema, app: str) -> None:
     pool = await _pool(schema, app)
     lane = Lane(pool)
@@ -105,6 +114,21 @@ async def test_a_connection_the_server_dropped_while_idle_is_replaced_before_use
         await asyncio.sleep(0.2)  # the loop reads the end of the connection meanwhile
         after = await lane.run(lambda c: c.fetchval(PID))  # no error: a new connection
         assert after != before
+    finally:
+        await lane.close()
+        await asyncio.wait_for(pool.close(), WAIT_S)
+
+
+async def test_a_connection_left_idle_too_long_is_replaced(schema: Schema, app: str) -> None:
+    pool = await _pool(schema, app)
+    lane = Lane(pool, stale_s=0.1)
+    try:
+        first = await lane.run(lambda c: c.fetchval(PID))
+        assert await lane.run(lambda c: c.fetchval(PID)) == first  # used again at once: kept
+        await asyncio.sleep(0.3)
+        replaced = await lane.run(lambda c: c.fetchval(PID))
+        assert replaced != first
+        assert await _ends(schema, first)  # terminated, not left open in the pool
     finally:
         await lane.close()
         await asyncio.wait_for(pool.close(), WAIT_S)

@@ -184,8 +184,10 @@ class PostgresBackend:
     async def create_run(self, run: RunRecord, *, replace: bool = False) -> None:
         """Insert a new run's header; ``replace`` deletes a stored run of that id, atomically."""
         args, what = run_row(run), f"creating run {run.run_id!r}"
-        if await self._run(what, lambda c: c.fetchval(INSERT_NEW_RUN, *args)) is not None:
-            return  # the id was free: the common case, in one plain insert
+        # Without replace a free id, the usual case, takes one plain insert; with replace
+        # the id is most often stored already, and CREATE_RUN alone is one round trip.
+        if not replace and await self._run(what, lambda c: c.fetchval(INSERT_NEW_RUN, *args)):
+            return
         made, status, owner, until = await self._run(
             what, lambda c: c.fetchrow(CREATE_RUN, *args, replace, run.updated_at)
         )
