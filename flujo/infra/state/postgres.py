@@ -8,8 +8,6 @@ one transaction.
 
 from __future__ import annotations
 
-import dataclasses
-import operator
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,6 +23,7 @@ from flujo.domain.interfaces import RunRecord, StepRecord, Write
 from flujo.domain.models import DamagedRun, RunStatus
 from flujo.domain.run_queries import check_cutoff, check_limit, check_status, check_statuses
 from flujo.infra.loop_bound import PerLoop
+from flujo.infra.pg_lane import Lane, close_lane
 from flujo.infra.pg_pool import create_pool
 from flujo.infra.providers.postgres import (
     STATE_SCHEMA,
@@ -35,6 +34,17 @@ from flujo.infra.providers.postgres import (
     terminate_pool,
     write_rows,
 )
+from flujo.infra.state.postgres_sql import (
+    CREATE_RUN,
+    CURRENT_RUN,
+    INSERT_NEW_RUN,
+    INSERT_STEP,
+    LEASE,
+    SCHEMA,
+    UPDATE_OWNED_RUN,
+    UPSERT_RUN,
+    step_row,
+)
 from flujo.infra.state.rows import listed, run_record, run_row, step_record
 
 if TYPE_CHECKING:
@@ -43,103 +53,6 @@ if TYPE_CHECKING:
 __all__ = ["PostgresBackend"]
 
 R = TypeVar("R")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS flujo_runs (
-    run_id TEXT PRIMARY KEY,
-    pipeline_name TEXT NOT NULL,
-    pipeline_version TEXT NOT NULL,
-    status TEXT NOT NULL,
-    step_index INTEGER NOT NULL,
-    input BYTEA NOT NULL,
-    context BYTEA NOT NULL,
-    created_at DOUBLE PRECISION NOT NULL,
-    updated_at DOUBLE PRECISION NOT NULL,
-    error TEXT,
-    pause_message TEXT,
-    schema_version INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS flujo_runs_by_update ON flujo_runs (updated_at);
-CREATE TABLE IF NOT EXISTS flujo_steps (
-    run_id TEXT NOT NULL REFERENCES flujo_runs (run_id) ON DELETE CASCADE,
-    idx INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    success BOOLEAN NOT NULL,
-    result BYTEA NOT NULL,
-    context BYTEA NOT NULL,
-    recorded_at DOUBLE PRECISION NOT NULL,
-    pending BOOLEAN NOT NULL DEFAULT FALSE,
-    PRIMARY KEY (run_id, idx)
-);
--- Tables made before step records could be pending, or runs had leases and owed saves,
--- get the columns in place (nobody owns an older run). Only a missing column is added:
--- ALTER TABLE locks the table out even when IF NOT EXISTS finds the column, which would
--- deadlock with the runs another backend writes meanwhile.
-DO $$
-DECLARE
-    wanted TEXT[][] := ARRAY[
-        ['flujo_steps', 'pending', 'BOOLEAN NOT NULL DEFAULT FALSE'],
-        ['flujo_runs', 'owner', 'TEXT'],
-        ['flujo_runs', 'lease_until', 'DOUBLE PRECISION'],
-        ['flujo_runs', 'owed', 'BYTEA']
-    ];
-    i INTEGER;
-BEGIN
-    FOR i IN 1 .. array_length(wanted, 1) LOOP
-        IF NOT EXISTS (
-            SELECT 1 FROM information_schema.columns
-            WHERE table_schema = current_schema()
-              AND table_name = wanted[i][1] AND column_name = wanted[i][2]
-        ) THEN
-            EXECUTE format(
-                'ALTER TABLE %I ADD COLUMN %I ' || wanted[i][3], wanted[i][1], wanted[i][2]
-            );
-        END IF;
-    END LOOP;
-END $$;
-"""
-
-# Columns in RunRecord's field order, so a row is rows.run_row(run).
-_RUN_COLUMNS = ", ".join(field.name for field in dataclasses.fields(RunRecord))
-_RUN_FIELDS = [field.name for field in dataclasses.fields(RunRecord)]
-_INSERT_RUN = (
-    f"INSERT INTO flujo_runs ({_RUN_COLUMNS})"
-    f" VALUES ({', '.join(f'${n}' for n in range(1, len(_RUN_FIELDS) + 1))})"
-)
-_UPSERT_RUN = (
-    f"{_INSERT_RUN} ON CONFLICT (run_id) DO UPDATE SET"
-    f" {', '.join(f'{name} = EXCLUDED.{name}' for name in _RUN_FIELDS[1:])}"
-)
-# The whole header, written only while the owner (the last parameter) still holds the run.
-_UPDATE_OWNED_RUN = (
-    "UPDATE flujo_runs SET"
-    f" {', '.join(f'{name} = ${n}' for n, name in enumerate(_RUN_FIELDS[1:], start=2))}"
-    f" WHERE run_id = $1 AND owner = ${len(_RUN_FIELDS) + 1}"
-)
-_LEASE = "SELECT status, owner, lease_until FROM flujo_runs WHERE run_id = $1"
-# Columns in StepRecord's field order, so a row is _step_row(step) (astuple, without its deep copy).
-_step_row = operator.attrgetter(*(field.name for field in dataclasses.fields(StepRecord)))
-_INSERT_STEP = (
-    "INSERT INTO flujo_steps (run_id, idx, name, success, result, context, recorded_at, pending)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (run_id, idx) DO UPDATE SET"
-    " name = EXCLUDED.name, success = EXCLUDED.success, result = EXCLUDED.result,"
-    " context = EXCLUDED.context, recorded_at = EXCLUDED.recorded_at,"
-    " pending = EXCLUDED.pending"
-)
-# A running run's progress lives in its step records (the header is not rewritten per step).
-_CURRENT_RUN = (
-    "SELECT r.run_id, r.pipeline_name, r.pipeline_version, r.status,"
-    " CASE WHEN r.status = 'running' THEN COALESCE("
-    "(SELECT COUNT(*) FILTER (WHERE s.success AND NOT s.pending) FROM flujo_steps s"
-    " WHERE s.run_id = r.run_id),"
-    " r.step_index) ELSE r.step_index END AS step_index,"
-    " r.input, r.context, r.created_at,"
-    " CASE WHEN r.status = 'running' THEN GREATEST(r.updated_at, COALESCE("
-    "(SELECT MAX(s.recorded_at) FROM flujo_steps s WHERE s.run_id = r.run_id), 0))"
-    " ELSE r.updated_at END AS updated_at,"
-    " r.error, r.pause_message, r.schema_version, r.owner, r.lease_until, r.owed"
-    " FROM flujo_runs r"
-)
 
 
 def _fields(row: Any) -> dict[str, object]:
@@ -158,7 +71,10 @@ class PostgresBackend:
     loop, opened lazily by the first call on that loop. ``close()`` closes the
     calling loop's pool only: runs on other threads' loops keep theirs. Each pool
     holds one connection at first (``min_size``) and at most ``max_size``. The
-    tables are made once per backend, by the first pool.
+    tables are made once per backend, by the first pool. Each loop's statements run
+    on one connection the backend keeps from its pool (a ``Lane``: no acquire and
+    release per statement); a statement that finds it busy, as when two runs share
+    the loop, takes another connection from the pool.
 
     It is ``AtomicCheckpoints`` for the providers its ``provider()`` makes.
     """
@@ -168,6 +84,8 @@ class PostgresBackend:
         self._min_size = min_size
         self._max_size = max_size
         self._pools: PerLoop[asyncpg.Pool] = PerLoop(self._open, close_pool, terminate_pool)
+        # A lane's connection is its pool's: terminating the pool drops it with the rest.
+        self._lanes: PerLoop[Lane] = PerLoop(self._open_lane, close_lane)
         self._tables_made = False
 
     async def _open(self) -> asyncpg.Pool:
@@ -185,7 +103,7 @@ class PostgresBackend:
                 # Serialised so concurrent processes do not race on CREATE TABLE.
                 await conn.execute("SELECT pg_advisory_lock(726764)")
                 try:
-                    await conn.execute(_SCHEMA + STATE_SCHEMA)
+                    await conn.execute(SCHEMA + STATE_SCHEMA)
                 finally:
                     await conn.execute("SELECT pg_advisory_unlock(726764)")
         except BaseException:
@@ -193,6 +111,9 @@ class PostgresBackend:
             raise
         self._tables_made = True
         return pool
+
+    async def _open_lane(self) -> Lane:
+        return Lane(await self._pools.get())
 
     def provider(self, *, namespace: str = "default") -> PostgresStateProvider:
         """Return a state provider in this database that shares this backend's pools.
@@ -237,12 +158,12 @@ class PostgresBackend:
                 rows.append(provider.row(write))
             except TypeError as exc:
                 raise StateSaveError(str(exc)) from exc
-        args, where = _step_row(step), described(self.dsn)
+        args, where = step_row(step), described(self.dsn)
 
-        async def commit(pool: asyncpg.Pool) -> list[int]:
-            async with pool.acquire() as conn, conn.transaction():
+        async def commit(conn: asyncpg.Connection) -> list[int]:
+            async with conn.transaction():
                 versions = await write_rows(conn, rows, where)
-                await conn.execute(_INSERT_STEP, *args)
+                await conn.execute(INSERT_STEP, *args)
                 return versions
 
         return await self._run(
@@ -250,9 +171,9 @@ class PostgresBackend:
             commit,
         )
 
-    async def _run(self, what: str, fn: Callable[[asyncpg.Pool], Awaitable[R]]) -> R:
+    async def _run(self, what: str, fn: Callable[[asyncpg.Connection], Awaitable[R]]) -> R:
         try:
-            return await fn(await self._pools.get())
+            return await (await self._lanes.get()).run(fn)
         except (OSError, TimeoutError) as exc:
             raise StateBackendError(f"{what} failed (PostgreSQL unreachable): {exc}") from exc
         except Exception as exc:
@@ -262,26 +183,21 @@ class PostgresBackend:
 
     async def create_run(self, run: RunRecord, *, replace: bool = False) -> None:
         """Insert a new run's header; ``replace`` deletes a stored run of that id, atomically."""
-        args = run_row(run)
-
-        async def create(pool: asyncpg.Pool) -> None:
-            async with pool.acquire() as conn, conn.transaction():
-                stored = await conn.fetchrow(f"{_LEASE} FOR UPDATE", run.run_id)
-                if stored is not None:
-                    if not replace:
-                        raise RunExistsError.stored(run.run_id, stored["status"])
-                    owner, until = stored["owner"], stored["lease_until"]
-                    if owner is not None and (until or 0.0) > run.updated_at:
-                        raise RunLeasedError.held(run.run_id, owner, until, run.updated_at)
-                    # The old run's steps go with its header, by cascade.
-                    await conn.execute("DELETE FROM flujo_runs WHERE run_id = $1", run.run_id)
-                inserted = await conn.fetchval(
-                    f"{_INSERT_RUN} ON CONFLICT (run_id) DO NOTHING RETURNING 1", *args
-                )
-                if inserted is None:  # created meanwhile by another process
-                    raise RunExistsError.stored(run.run_id, "running")
-
-        await self._run(f"creating run {run.run_id!r}", create)
+        args, what = run_row(run), f"creating run {run.run_id!r}"
+        # Without replace a free id, the usual case, takes one plain insert; with replace
+        # the id is most often stored already, and CREATE_RUN alone is one round trip.
+        if not replace and await self._run(what, lambda c: c.fetchval(INSERT_NEW_RUN, *args)):
+            return
+        made, status, owner, until = await self._run(
+            what, lambda c: c.fetchrow(CREATE_RUN, *args, replace, run.updated_at)
+        )
+        if made:
+            return
+        if status is None:  # created meanwhile by another process
+            raise RunExistsError.stored(run.run_id, "running")
+        if not replace:
+            raise RunExistsError.stored(run.run_id, status)
+        raise RunLeasedError.held(run.run_id, owner, until, run.updated_at)
 
     async def claim_run(
         self, run_id: str, *, owner: str, lease_until: float, now: float
@@ -298,7 +214,7 @@ class PostgresBackend:
         )
         if claimed is None:
             await self._not_held(run_id, now)
-        sql = f"{_CURRENT_RUN} WHERE r.run_id = $1"
+        sql = f"{CURRENT_RUN} WHERE r.run_id = $1"
         row = await self._run(f"loading run {run_id!r}", lambda p: p.fetchrow(sql, run_id))
         if row is None:
             raise RunNotFoundError(f"no run {run_id!r} in PostgreSQL (deleted as it was claimed)")
@@ -318,7 +234,7 @@ class PostgresBackend:
 
     async def _not_held(self, run_id: str, now: float | None) -> None:
         """Raise why a write guarded by an owner matched no row."""
-        stored = await self._run(f"loading run {run_id!r}", lambda p: p.fetchrow(_LEASE, run_id))
+        stored = await self._run(f"loading run {run_id!r}", lambda p: p.fetchrow(LEASE, run_id))
         if stored is None:
             raise RunNotFoundError(f"no run {run_id!r} in PostgreSQL")
         raise RunLeasedError.held(run_id, stored["owner"], stored["lease_until"], now)
@@ -327,26 +243,26 @@ class PostgresBackend:
         """Insert or replace a run header (with ``owner``: only while it holds the lease)."""
         args = run_row(run)
         if owner is None:
-            await self._run(f"saving run {run.run_id!r}", lambda p: p.execute(_UPSERT_RUN, *args))
+            await self._run(f"saving run {run.run_id!r}", lambda p: p.execute(UPSERT_RUN, *args))
             return
         written = await self._run(
             f"saving run {run.run_id!r}",
-            lambda p: p.fetchval(f"{_UPDATE_OWNED_RUN} RETURNING 1", *args, owner),
+            lambda p: p.fetchval(f"{UPDATE_OWNED_RUN} RETURNING 1", *args, owner),
         )
         if written is None:
             await self._not_held(run.run_id, None)
 
     async def checkpoint(self, step: StepRecord) -> None:
         """Append the step record: one row."""
-        args = _step_row(step)
+        args = step_row(step)
         await self._run(
             f"checkpoint of run {step.run_id!r} at step {step.index}",
-            lambda p: p.execute(_INSERT_STEP, *args),
+            lambda p: p.execute(INSERT_STEP, *args),
         )
 
     async def load_run(self, run_id: str) -> RunRecord | None:
         """Return the run header or ``None``."""
-        sql = f"{_CURRENT_RUN} WHERE r.run_id = $1"
+        sql = f"{CURRENT_RUN} WHERE r.run_id = $1"
         row = await self._run(f"loading run {run_id!r}", lambda p: p.fetchrow(sql, run_id))
         return None if row is None else run_record(_fields(row), run_id)
 
@@ -367,11 +283,11 @@ class PostgresBackend:
         """Return up to ``limit`` headers, most recently updated first; damaged ones as such."""
         status, limit = check_status(status), check_limit(limit)
         if status is None:
-            sql = f"SELECT * FROM ({_CURRENT_RUN}) c ORDER BY updated_at DESC LIMIT $1"
+            sql = f"SELECT * FROM ({CURRENT_RUN}) c ORDER BY updated_at DESC LIMIT $1"
             rows = await self._run("listing runs", lambda p: p.fetch(sql, limit))
         else:
             sql = (
-                f"SELECT * FROM ({_CURRENT_RUN} WHERE r.status = $1) c"
+                f"SELECT * FROM ({CURRENT_RUN} WHERE r.status = $1) c"
                 " ORDER BY updated_at DESC LIMIT $2"
             )
             rows = await self._run("listing runs", lambda p: p.fetch(sql, status, limit))
@@ -395,4 +311,5 @@ class PostgresBackend:
 
     async def close(self) -> None:
         """Close the calling event loop's pool (the next call opens a new one); others stay."""
+        await self._lanes.close()  # first: the pool's close waits for the lane's connection
         await self._pools.close()
