@@ -260,7 +260,10 @@ class RunLeasedError(StateError):
         if lease_until is None:
             until = "with no expiry"
         else:
-            moment = datetime.fromtimestamp(lease_until, tz=UTC).isoformat(timespec="seconds")
+            try:
+                moment = datetime.fromtimestamp(lease_until, tz=UTC).isoformat(timespec="seconds")
+            except (OverflowError, OSError, ValueError):  # past year 9999: a clock gone wrong
+                moment = f"{lease_until:.0f} (seconds since the epoch)"
             left = "" if now is None else f" (in {max(lease_until - now, 0.0):.1f} s)"
             until = f"until {moment}{left}"
         return cls(

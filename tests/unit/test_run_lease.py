@@ -303,3 +303,10 @@ async def test_a_lease_that_cannot_be_confirmed_before_it_expires_stops_the_comm
     assert list(await backend.load_steps("unconfirmed")) == []  # not committed unconfirmed
     stored = await backend.load_run("unconfirmed")
     assert (stored.status, stored.owner) == ("failed", None)
+
+
+def test_a_lease_past_year_9999_still_makes_a_clear_error() -> None:
+    """A stored lease_until no date can hold (a clock gone wrong) is named, not a ValueError."""
+    error = RunLeasedError.held("r", "host:1:ab", 1e12, 1_000.0)
+    assert "leased by 'host:1:ab'" in str(error) and "1000000000000" in str(error)
+    assert error.lease_until == 1e12
