@@ -187,6 +187,10 @@ async def test_every_shipped_profile_runs_a_pipeline(
         # (skipped with instructions outside CI when there is none; a failure in CI).
         monkeypatch.setenv("FLUJO_STATE_URI", await postgres_dsn())
     c = FlujoContainer.from_profile(profile)
+    if load_profile(profile).get("execution", {}).get("backend") == "ray":
+        # Here ray.init() would start a cluster on the machine's own address: the ray
+        # profile's steps run on the loopback test head in tests/ray/test_ray_profile.py.
+        c.config.from_dict({"execution": {"backend": "local"}})
     async with Flujo(_echo(), container=c) as runner:
         result = await runner.run_async("hi")
     assert result.success and result.output == "hi"
