@@ -152,7 +152,7 @@ class Scope:
             if scope.read_only is not None and ident in scope.read_only:
                 raise ReferenceNotWritableError(scope.read_only[ident])
             scope = scope.parent
-        self.session.entry_for_write(ref)
+        self.session.entry_for_write(ref).reader = None  # reads see this value now
         self.writes[ident] = value
         self.copies.pop(ident, None)
 
@@ -216,19 +216,14 @@ class LeanAccess(Scope):
 
     def __init__(self, session: StateSession, run_context: Any) -> None:
         # Scope's fields set here, not through Scope.__init__: one of these per run.
-        self.session, self.parent, self.name, self.target, self.context = (
-            session,
-            None,
-            "",
-            None,
-            None,
-        )
-        self.isolate, self.read_only = False, None
+        self.session = session
+        self.parent = self.read_only = None
+        self.name = ""
+        self.target = self.context = run_context
+        self.isolate = self.touched = False
         self.writes, self.copies, self.reads = {}, {}, set()
-        self.touched = False
         self.run_context = None if session.needs_hydration(run_context) else run_context
         """The run's context when its references are all known and bound (found by type)."""
-        self.target = self.context = run_context
 
     def begin(self, name: str, context: Any) -> None:
         """Start a lean attempt of step ``name`` on ``context``."""
@@ -276,6 +271,10 @@ class LeanAccess(Scope):
             # Its in-place changes are saved: if this attempt fails, they cannot be.
             self.touched = True
             self.reads.add(entry.ident)
+        else:
+            # Nothing to note, and no set() of it here: until one, get() takes the value
+            # without this call (ContextReference.get; write() and stage() end it).
+            entry.reader = self
         return entry.value
 
     def write(self, ref: ContextReference[Any], value: Any) -> None:
