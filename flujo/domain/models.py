@@ -191,6 +191,10 @@ class ContextReference(BaseModel, Generic[T]):
         return f"ContextReference(provider_id={self.provider_id!r}, key={self.key!r}, {state})"
 
 
+_POINTER_FIELDS = frozenset(("provider_id", "key", "watch"))
+"""Every field of ``ContextReference``."""
+
+
 def _fresh_pointer(default: ContextReference[Any]) -> Callable[[], ContextReference[Any]]:
     """Return a factory of unhydrated copies of ``default`` (what its ``__copy__`` makes).
 
@@ -200,12 +204,15 @@ def _fresh_pointer(default: ContextReference[Any]) -> Callable[[], ContextRefere
     fields = default.__dict__
     provider_id, key, watch = fields["provider_id"], fields["key"], fields["watch"]
     fields_set = default.__pydantic_fields_set__
+    # A set naming every field is shared: pydantic only ever adds field names to it (an
+    # assignment), which changes nothing there; any other set is copied per pointer.
+    shared = fields_set if fields_set >= _POINTER_FIELDS else None
     new = object.__new__
 
     def fresh() -> ContextReference[Any]:
         made: ContextReference[Any] = new(kind)
         _SET_DICT(made, {"provider_id": provider_id, "key": key, "watch": watch})
-        _SET_FIELDS(made, set(fields_set))
+        _SET_FIELDS(made, set(fields_set) if shared is None else shared)
         _SET_EXTRA(made, None)
         _SET_PRIVATE(made, {"_value": _UNSET, "_dirty": False, "_entry": None})
         access = ACCESS.get()

@@ -141,7 +141,7 @@ def _walk(value: Any, path: str | None, out: list[Found], seen: set[int]) -> Non
 class ContextPlan:
     """How to find the references of one context model, decided once per class."""
 
-    __slots__ = ("direct", "fields", "kind", "paths")
+    __slots__ = ("direct", "fields", "kind", "only", "paths")
 
     def __init__(self, model: type[BaseModel]) -> None:
         static = reference_fields(model)
@@ -157,6 +157,8 @@ class ContextPlan:
         """Every searched field is typed exactly as a reference: read, no walk."""
         self.paths = tuple((name, f"context.{name}") for name in self.fields)
         """``(field, path)`` of each searched field, the path made once, not per run."""
+        self.only = self.paths[0] if self.direct and len(self.paths) == 1 else None
+        """``(field, path)`` of the one field when that field is all there is to search."""
 
 
 @lru_cache(maxsize=512)

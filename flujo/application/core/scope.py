@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from flujo.application.core.references import find_references
+from flujo.application.core.references import context_plan, find_references
 from flujo.application.core.session import Key, StateSession
 from flujo.domain.errors import ReferenceNotWritableError
 from flujo.domain.models import ContextReference
@@ -222,12 +222,17 @@ class LeanAccess(Scope):
         self.target = self.context = run_context
         self.isolate = self.touched = False
         self.writes, self.copies, self.reads = {}, {}, set()
-        self.run_context = None if session.needs_hydration(run_context) else run_context
+        # session.needs_hydration, inline: one of these per run
+        unbound = (
+            session.new_refs
+            or id(run_context) not in session.hydrated
+            or context_plan(type(run_context)).kind != 2
+        )
+        self.run_context = None if unbound else run_context
         """The run's context when its references are all known and bound (found by type)."""
 
     def begin(self, name: str, context: Any) -> None:
-        """Start a lean attempt of step ``name`` on ``context``."""
-        self.name = name
+        """Start a lean attempt of step ``name`` on ``context`` (its name is not kept)."""
         if self.target is not context:
             self.target = self.context = context
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from flujo.application.core.awaiting import at_once, deadline, gather_all, why
 from flujo.application.core.entry import Entry, Key
-from flujo.application.core.references import context_plan, find_references
+from flujo.application.core.references import ContextPlan, context_plan, find_references
 from flujo.application.core.saving import save_entries
 from flujo.domain.errors import (
     ConfigurationError,
@@ -175,52 +175,85 @@ class StateSession:
         self.new_refs = False
         plan = context_plan(type(context))
         if plan.kind:
-            if plan.direct:  # references as fields of their own: read, not searched
-                loads = self._bind_fields(context.__dict__, plan.paths)
-            else:
-                loads = self._bind_found(find_references(context, with_paths=True))
-            if loads:
-                try:
-                    if len(loads) == 1:  # the common case: no coroutine of its own
-                        rest = self._load_now(loads[0])
-                        if rest is not None:
-                            await rest
-                    else:
-                        await gather_all(self._load(entry) for entry in loads)
-                except BaseException:
-                    for entry in loads:
-                        del self.entries[entry.ident]
-                        entry.publish()
-                    raise
-                for entry in loads:
-                    entry.publish()
+            only = plan.only
+            rest = (
+                self._hydrate(context, plan)
+                if only is None
+                else self._hydrate_only(context, plan, context.__dict__[only[0]], only[1])
+            )
+            if rest is not None:
+                await rest
         self.hydrated.add(id(context))
 
-    def _bind_fields(
-        self, values: dict[str, Any], paths: tuple[tuple[str, str], ...]
-    ) -> list[Entry]:
-        """``_bind_found`` for the fields ``paths`` names, each typed as a reference.
+    def _hydrate_only(
+        self, context: BaseModel, plan: ContextPlan, ref: Any, path: str
+    ) -> Awaitable[None] | None:
+        """Hydrate a context whose one reference field holds ``ref``; what to await, if any.
 
-        The common context, bound on every run: its one new reference is handled here
-        without a call; anything else goes the general way.
+        The common context, hydrated on every run: its reference, new to this session,
+        is bound and loaded here with no coroutine of its own (nor a list of what was
+        found) when its provider answers at once; anything else goes the general way.
         """
-        if len(paths) == 1:
-            name, path = paths[0]
-            ref = values[name]
-            if isinstance(ref, ContextReference):
-                private: Any = ref.__pydantic_private__
-                pointer = ref.__dict__
-                ident = (pointer["provider_id"], pointer["key"])
-                provider = self.providers.get(ident[0])
-                if private["_entry"] is None and provider is not None and not self.entries:
-                    entry = self.entries[ident] = Entry(self, ident, provider, path)
-                    private["_entry"] = entry
-                    private["_dirty"] = False
-                    entry.refs.append(ref)
-                    if not pointer["watch"]:
-                        entry.watch = False
-                    return [entry]  # publish() gives the reference its value once loaded
-        return self._bind_found([(path, values[name]) for name, path in paths])
+        if not isinstance(ref, ContextReference) or self.entries:
+            return self._hydrate(context, plan)
+        private: Any = ref.__pydantic_private__
+        pointer = ref.__dict__
+        ident = (pointer["provider_id"], pointer["key"])
+        provider = self.providers.get(ident[0])
+        if provider is None or private["_entry"] is not None:
+            return self._hydrate(context, plan)
+        entry = self.entries[ident] = Entry(self, ident, provider, path)
+        private["_entry"] = entry
+        private["_value"] = None  # what publish() would give it until the value is in
+        private["_dirty"] = False
+        entry.refs.append(ref)
+        if not pointer["watch"]:
+            entry.watch = False
+        try:
+            rest = self._load_now(entry)
+        except BaseException:
+            del self.entries[ident]
+            raise
+        if rest is not None:
+            return self._loaded_later([entry], rest)
+        private["_value"] = entry.value  # publish(), for its one reference
+        return None
+
+    async def _hydrate(self, context: BaseModel, plan: ContextPlan) -> None:
+        """Bind every reference of ``context`` and load the new keys (the general way)."""
+        if plan.direct:  # references as fields of their own: read, not searched
+            values = context.__dict__
+            loads = self._bind_found([(path, values[name]) for name, path in plan.paths])
+        else:
+            loads = self._bind_found(find_references(context, with_paths=True))
+        if not loads:
+            return
+        rest: Awaitable[Any] | None
+        if len(loads) == 1:
+            try:
+                rest = self._load_now(loads[0])
+            except BaseException:
+                del self.entries[loads[0].ident]
+                loads[0].publish()
+                raise
+        else:
+            rest = gather_all(self._load(entry) for entry in loads)
+        if rest is not None:
+            await self._loaded_later(loads, rest)
+        else:
+            loads[0].publish()
+
+    async def _loaded_later(self, loads: list[Entry], rest: Awaitable[Any]) -> None:
+        """Await the loads of ``loads``, then publish them; forget them all if one fails."""
+        try:
+            await rest
+        except BaseException:
+            for entry in loads:
+                del self.entries[entry.ident]
+                entry.publish()
+            raise
+        for entry in loads:
+            entry.publish()
 
     def _bind_found(self, found: list[tuple[str, Any]]) -> list[Entry]:
         """Bind the references found (other values are skipped); return the entries to load.
@@ -406,9 +439,11 @@ class StateSession:
                 if private["_dirty"] and entry is not None and entry.session is self:
                     entry.value = private["_value"]  # set() outside a run: the user's value
                     self.staged[entry.ident] = entry
-        changed = []
+        changed: list[Entry] = []
+        staged = self.staged
         for entry in self.entries.values():
-            if entry.ident in self.staged or not entry.read or entry.digest is None:
+            # No digest first: an unwatched value, or one no step read, is never compared.
+            if entry.digest is None or not entry.read or entry.ident in staged:
                 continue
             if self.digest(entry.value) == entry.digest:
                 continue
@@ -419,4 +454,4 @@ class StateSession:
                 )
                 continue
             changed.append(entry)
-        return [*self.staged.values(), *changed]
+        return [*staged.values(), *changed] if staged else changed
