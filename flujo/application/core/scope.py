@@ -223,10 +223,11 @@ class LeanAccess(Scope):
         self.isolate = self.touched = False
         self.writes, self.copies, self.reads = {}, {}, set()
         # session.needs_hydration, inline: one of these per run
+        model: type[BaseModel] = type(run_context)
         unbound = (
             session.new_refs
             or id(run_context) not in session.hydrated
-            or context_plan(type(run_context)).kind != 2
+            or context_plan(model).kind != 2
         )
         self.run_context = None if unbound else run_context
         """The run's context when its references are all known and bound (found by type)."""
