@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar, get_args
 
@@ -97,6 +98,9 @@ class ContextReference(BaseModel, Generic[T]):
         """Return the value (``None`` when the provider holds none yet)."""
         access = ACCESS.get()
         if access is not None:
+            entry = self.__pydantic_private__["_entry"]  # type: ignore[index]
+            if entry is not None and entry.reader is access:
+                return entry.value  # type: ignore[no-any-return]  # the scope said: as it is
             return access.read(self)  # type: ignore[no-any-return]
         return self._held()
 
@@ -127,6 +131,9 @@ class ContextReference(BaseModel, Generic[T]):
         private: Any = self.__pydantic_private__
         private["_value"] = value
         private["_dirty"] = True
+        entry = private["_entry"]
+        if entry is not None:
+            entry.session.note_held()  # the end of the run saves it
 
     @property
     def is_hydrated(self) -> bool:
@@ -184,6 +191,38 @@ class ContextReference(BaseModel, Generic[T]):
         return f"ContextReference(provider_id={self.provider_id!r}, key={self.key!r}, {state})"
 
 
+_POINTER_FIELDS = frozenset(("provider_id", "key", "watch"))
+"""Every field of ``ContextReference``."""
+
+
+def _fresh_pointer(default: ContextReference[Any]) -> Callable[[], ContextReference[Any]]:
+    """Return a factory of unhydrated copies of ``default`` (what its ``__copy__`` makes).
+
+    Its pointer is read once, here: the factory runs for every context built.
+    """
+    kind = type(default)
+    fields = default.__dict__
+    provider_id, key, watch = fields["provider_id"], fields["key"], fields["watch"]
+    fields_set = default.__pydantic_fields_set__
+    # A set naming every field is shared: pydantic only ever adds field names to it (an
+    # assignment), which changes nothing there; any other set is copied per pointer.
+    shared = fields_set if fields_set >= _POINTER_FIELDS else None
+    new = object.__new__
+
+    def fresh() -> ContextReference[Any]:
+        made: ContextReference[Any] = new(kind)
+        _SET_DICT(made, {"provider_id": provider_id, "key": key, "watch": watch})
+        _SET_FIELDS(made, set(fields_set) if shared is None else shared)
+        _SET_EXTRA(made, None)
+        _SET_PRIVATE(made, {"_value": _UNSET, "_dirty": False, "_entry": None})
+        access = ACCESS.get()
+        if access is not None:
+            access.note_new()
+        return made
+
+    return fresh
+
+
 def _unpickle_reference(
     kind: tuple[Any, tuple[Any, ...]], provider_id: str, key: str, watch: bool
 ) -> ContextReference[Any]:
@@ -221,7 +260,7 @@ class PipelineContext(BaseModel):
         for info in cls.__pydantic_fields__.values():
             default = info.default
             if isinstance(default, ContextReference) and info.default_factory is None:
-                info.default_factory = default.__copy__
+                info.default_factory = _fresh_pointer(default)
                 if info.json_schema_extra is None:  # a factory's result is not in the schema
                     pointer: dict[str, Any] = {
                         "provider_id": default.provider_id,

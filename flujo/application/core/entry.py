@@ -26,6 +26,7 @@ class Entry:
         "path",
         "provider",
         "read",
+        "reader",
         "refs",
         "session",
         "tainted",
@@ -51,6 +52,8 @@ class Entry:
         self.tainted: str | None = None
         """Why in-place changes of this value cannot be saved (a failed step read it)."""
         self.refs: list[ContextReference[Any]] = []
+        self.reader: Any = None
+        """The lean scope whose reads may take ``value`` as it is (see ``LeanAccess.read``)."""
 
     def publish(self) -> None:
         """Give every reference object bound to this entry the entry's value."""

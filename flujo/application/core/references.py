@@ -10,6 +10,7 @@ free-form field costs nothing per step.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Annotated, Any, Literal, get_args, get_origin
 from weakref import WeakKeyDictionary
 
@@ -17,7 +18,14 @@ from pydantic import BaseModel
 
 from flujo.domain.models import ContextReference
 
-__all__ = ["Found", "find_references", "model_fields_to_search", "reference_fields"]
+__all__ = [
+    "ContextPlan",
+    "Found",
+    "context_plan",
+    "find_references",
+    "model_fields_to_search",
+    "reference_fields",
+]
 
 # The string keeps pydantic from building a parametrized model class at import time.
 Found = tuple[str, "ContextReference[Any]"]
@@ -28,7 +36,6 @@ _PLANS: WeakKeyDictionary[type[BaseModel], tuple[str, ...]] = WeakKeyDictionary(
 _REACHES: WeakKeyDictionary[type[BaseModel], bool] = WeakKeyDictionary()
 _SEARCHED: WeakKeyDictionary[type[BaseModel], tuple[str, ...]] = WeakKeyDictionary()
 _MODELS: WeakKeyDictionary[type[BaseModel], tuple[str, ...]] = WeakKeyDictionary()
-_FIND: WeakKeyDictionary[type[BaseModel], tuple[tuple[str, ...], bool]] = WeakKeyDictionary()
 
 
 def _mentions(annotation: Any, models: set[type[BaseModel]]) -> bool:
@@ -131,18 +138,38 @@ def _walk(value: Any, path: str | None, out: list[Found], seen: set[int]) -> Non
             _walk(item, None if path is None else f"{path}[{key!r}]", out, seen)
 
 
-def _plan(model: type[BaseModel]) -> tuple[tuple[str, ...], bool]:
-    """Return the fields to search and whether each is typed exactly as a reference."""
-    plan = _FIND.get(model)
-    if plan is None:
-        fields = _searched(model)
-        direct = all(
+class ContextPlan:
+    """How to find the references of one context model, decided once per class."""
+
+    __slots__ = ("direct", "fields", "kind", "only", "paths")
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        static = reference_fields(model)
+        self.fields: tuple[str, ...] = _searched(model)
+        """The fields to search: those whose type can hold a reference, then model-typed ones."""
+        self.kind = 2 if static else 1 if self.fields else 0
+        """2: a field's type names a reference; 1: only a subclass value may hold one; 0: never."""
+        self.direct = all(
             isinstance(annotation := model.model_fields[name].annotation, type)
             and issubclass(annotation, ContextReference)
-            for name in fields
+            for name in self.fields
         )
-        plan = _FIND[model] = (fields, direct)
-    return plan
+        """Every searched field is typed exactly as a reference: read, no walk."""
+        self.paths = tuple((name, f"context.{name}") for name in self.fields)
+        """``(field, path)`` of each searched field, the path made once, not per run."""
+        self.only = self.paths[0] if self.direct and len(self.paths) == 1 else None
+        """``(field, path)`` of the one field when that field is all there is to search."""
+
+
+@lru_cache(maxsize=512)
+def context_plan(model: type[BaseModel]) -> ContextPlan:
+    """Return the plan of ``model`` (derived from its fields alone, so kept per class).
+
+    A bounded cache of C calls rather than a weak-keyed dict: every run asks a few
+    times, and a weak key costs each lookup a reference object. It keeps up to 512
+    model classes alive, which a process defining models on the fly may notice.
+    """
+    return ContextPlan(model)
 
 
 def find_references(context: BaseModel, *, with_paths: bool = False) -> list[Found]:
@@ -151,23 +178,23 @@ def find_references(context: BaseModel, *, with_paths: bool = False) -> list[Fou
     Paths are built only when ``with_paths`` is true; otherwise they are ``""``.
     """
     out: list[Found] = []
-    fields, direct = _plan(type(context))
-    if not fields:
+    plan = context_plan(type(context))
+    if not plan.fields:
         return out
-    if direct:
+    if plan.direct:
         # The common context: references as fields of their own, read with no walk (such
         # a field holds a reference, maybe of a subclass, unless a step assigned None).
         values = context.__dict__
-        for name in fields:
+        for name, path in plan.paths:
             value = values[name]
             if isinstance(value, ContextReference):
                 for _, known in out:
                     if known is value:
                         break  # two fields holding one object: found once
                 else:
-                    out.append((f"context.{name}" if with_paths else "", value))
+                    out.append((path if with_paths else "", value))
         return out
     seen: set[int] = set()
-    for name in fields:
+    for name in plan.fields:
         _walk(getattr(context, name), f"context.{name}" if with_paths else None, out, seen)
     return out

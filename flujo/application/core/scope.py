@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from flujo.application.core.references import find_references
+from flujo.application.core.references import context_plan, find_references
 from flujo.application.core.session import Key, StateSession
 from flujo.domain.errors import ReferenceNotWritableError
 from flujo.domain.models import ContextReference
@@ -152,7 +152,7 @@ class Scope:
             if scope.read_only is not None and ident in scope.read_only:
                 raise ReferenceNotWritableError(scope.read_only[ident])
             scope = scope.parent
-        self.session.entry_for_write(ref)
+        self.session.entry_for_write(ref).reader = None  # reads see this value now
         self.writes[ident] = value
         self.copies.pop(ident, None)
 
@@ -216,23 +216,24 @@ class LeanAccess(Scope):
 
     def __init__(self, session: StateSession, run_context: Any) -> None:
         # Scope's fields set here, not through Scope.__init__: one of these per run.
-        self.session, self.parent, self.name, self.target, self.context = (
-            session,
-            None,
-            "",
-            None,
-            None,
-        )
-        self.isolate, self.read_only = False, None
-        self.writes, self.copies, self.reads = {}, {}, set()
-        self.touched = False
-        self.run_context = None if session.needs_hydration(run_context) else run_context
-        """The run's context when its references are all known and bound (found by type)."""
+        self.session = session
+        self.parent = self.read_only = None
+        self.name = ""
         self.target = self.context = run_context
+        self.isolate = self.touched = False
+        self.writes, self.copies, self.reads = {}, {}, set()
+        # session.needs_hydration, inline: one of these per run
+        model: type[BaseModel] = type(run_context)
+        unbound = (
+            session.new_refs
+            or id(run_context) not in session.hydrated
+            or context_plan(model).kind != 2
+        )
+        self.run_context = None if unbound else run_context
+        """The run's context when its references are all known and bound (found by type)."""
 
     def begin(self, name: str, context: Any) -> None:
-        """Start a lean attempt of step ``name`` on ``context``."""
-        self.name = name
+        """Start a lean attempt of step ``name`` on ``context`` (its name is not kept)."""
         if self.target is not context:
             self.target = self.context = context
 
@@ -276,6 +277,10 @@ class LeanAccess(Scope):
             # Its in-place changes are saved: if this attempt fails, they cannot be.
             self.touched = True
             self.reads.add(entry.ident)
+        else:
+            # Nothing to note, and no set() of it here: until one, get() takes the value
+            # without this call (ContextReference.get; write() and stage() end it).
+            entry.reader = self
         return entry.value
 
     def write(self, ref: ContextReference[Any], value: Any) -> None:

@@ -15,19 +15,14 @@ costs nothing whatever its size) and compared once, when the run ends.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Iterable, Mapping
+from functools import lru_cache
 from typing import Any, Literal
-from weakref import WeakKeyDictionary
 
 from pydantic import BaseModel
 
 from flujo.application.core.awaiting import at_once, deadline, gather_all, why
 from flujo.application.core.entry import Entry, Key
-from flujo.application.core.references import (
-    Found,
-    find_references,
-    model_fields_to_search,
-    reference_fields,
-)
+from flujo.application.core.references import ContextPlan, context_plan, find_references
 from flujo.application.core.saving import save_entries
 from flujo.domain.errors import (
     ConfigurationError,
@@ -47,19 +42,24 @@ __all__ = ["Entry", "Key", "MissingProviderPolicy", "StateSession"]
 _VERSIONED_METHODS = ("load", "save", "load_versioned", "save_versioned")
 """The methods a ``VersionedStateProvider`` has."""
 
-_VERSIONED_CLASSES: WeakKeyDictionary[type, bool] = WeakKeyDictionary()
-"""Provider classes that define every such method (a fact of the class, so kept across runs)."""
+
+@lru_cache(maxsize=256)
+def _class_has_versions(kind: type) -> bool:
+    """Whether the class defines every such method (a fact of the class, so kept across runs).
+
+    A cache of C calls rather than a weak-keyed dict: every run asks once per provider,
+    and provider classes live as long as the process anyway.
+    """
+    return all(callable(getattr(kind, name, None)) for name in _VERSIONED_METHODS)
 
 
 def _has_versions(provider: object) -> bool:
     """Answer ``isinstance(provider, VersionedStateProvider)`` at a fraction of its cost."""
-    kind = type(provider)
-    if _VERSIONED_CLASSES.get(kind, False):
+    kind: Any = type(provider)  # mypy sees type[object] as unhashable
+    if _class_has_versions(kind):
         return True
-    if all(callable(getattr(kind, name, None)) for name in _VERSIONED_METHODS):
-        _VERSIONED_CLASSES[kind] = True
-        return True
-    # Methods an instance carries itself (a proxy, a wrapper): looked at each run.
+    # Methods an instance carries itself (a proxy, a wrapper), or given its class since:
+    # looked at each run.
     return all(callable(getattr(provider, name, None)) for name in _VERSIONED_METHODS)
 
 
@@ -101,8 +101,9 @@ class StateSession:
         """True while a run loop owns the session: it saves staged values with checkpoints."""
         self.plain_model: type[BaseModel] | None = None
         """The last context model seen that can never hold a reference (no search needed)."""
+        self.held = False
+        """A bound reference was ``set()`` outside a step: the end of the run looks for it."""
         self._skipped: set[Key] = set()
-        self._kinds: dict[type[BaseModel], int] = {}
         self._versioned: dict[str, bool] = {}
 
     # -- finding and loading -------------------------------------------------------------
@@ -112,12 +113,7 @@ class StateSession:
         if context is None:
             return False
         model = type(context)
-        kind = self._kinds.get(model)
-        if kind is None:
-            # Decided once per model and run: 2 by annotation, 1 by value, 0 never.
-            kind = self._kinds[model] = (
-                2 if reference_fields(model) else 1 if model_fields_to_search(model) else 0
-            )
+        kind = context_plan(model).kind
         if kind != 1:
             if kind == 0:
                 self.plain_model = model
@@ -127,15 +123,17 @@ class StateSession:
 
     def needs_hydration(self, context: BaseModel) -> bool:
         """Whether ``context`` may hold references not bound yet (new ones, or never looked)."""
-        return (
-            self.new_refs
-            or id(context) not in self.hydrated
-            or self._kinds.get(type(context)) != 2  # found by value: any step may add one
-        )
+        if self.new_refs or id(context) not in self.hydrated:
+            return True
+        return context_plan(type(context)).kind != 2  # found by value: any step may add one
 
     def note_new(self) -> None:
         """Record that a reference was made during a step: the next step looks for it."""
         self.new_refs = True
+
+    def note_held(self) -> None:
+        """Record that a reference bound here was ``set()`` outside a step attempt."""
+        self.held = True
 
     def _provider(self, ident: Key, path: str) -> StateProvider[Any] | None:
         provider = self.providers.get(ident[0])
@@ -175,35 +173,104 @@ class StateSession:
     async def hydrate(self, context: BaseModel) -> None:
         """Bind every reference of ``context``; load the keys not loaded yet, concurrently."""
         self.new_refs = False
-        found = find_references(context, with_paths=True)
-        if found:
-            loads = self._bind_found(found)
-            if loads:
-                try:
-                    if len(loads) == 1:  # the common case: no coroutine of its own
-                        rest = self._load_now(loads[0])
-                        if rest is not None:
-                            await rest
-                    else:
-                        await gather_all(self._load(entry) for entry in loads)
-                except BaseException:
-                    for entry in loads:
-                        del self.entries[entry.ident]
-                    raise
-                for entry in loads:
-                    entry.publish()
+        plan = context_plan(type(context))
+        if plan.kind:
+            only = plan.only
+            rest = (
+                self._hydrate(context, plan)
+                if only is None
+                else self._hydrate_only(context, plan, context.__dict__[only[0]], only[1])
+            )
+            if rest is not None:
+                await rest
         self.hydrated.add(id(context))
 
-    def _bind_found(self, found: list[Found]) -> list[Entry]:
-        """Bind the references found; return the new entries, still to be loaded."""
+    def _hydrate_only(
+        self, context: BaseModel, plan: ContextPlan, ref: Any, path: str
+    ) -> Awaitable[None] | None:
+        """Hydrate a context whose one reference field holds ``ref``; what to await, if any.
+
+        The common context, hydrated on every run: its reference, new to this session,
+        is bound and loaded here with no coroutine of its own (nor a list of what was
+        found) when its provider answers at once; anything else goes the general way.
+        """
+        if not isinstance(ref, ContextReference) or self.entries:
+            return self._hydrate(context, plan)
+        private: Any = ref.__pydantic_private__
+        pointer = ref.__dict__
+        ident = (pointer["provider_id"], pointer["key"])
+        provider = self.providers.get(ident[0])
+        if provider is None or private["_entry"] is not None:
+            return self._hydrate(context, plan)
+        entry = self.entries[ident] = Entry(self, ident, provider, path)
+        private["_entry"] = entry
+        private["_value"] = None  # what publish() would give it until the value is in
+        private["_dirty"] = False
+        entry.refs.append(ref)
+        if not pointer["watch"]:
+            entry.watch = False
+        try:
+            rest = self._load_now(entry)
+        except BaseException:
+            del self.entries[ident]
+            raise
+        if rest is not None:
+            return self._loaded_later([entry], rest)
+        private["_value"] = entry.value  # publish(), for its one reference
+        return None
+
+    async def _hydrate(self, context: BaseModel, plan: ContextPlan) -> None:
+        """Bind every reference of ``context`` and load the new keys (the general way)."""
+        if plan.direct:  # references as fields of their own: read, not searched
+            values = context.__dict__
+            loads = self._bind_found([(path, values[name]) for name, path in plan.paths])
+        else:
+            loads = self._bind_found(find_references(context, with_paths=True))
+        if not loads:
+            return
+        rest: Awaitable[Any] | None
+        if len(loads) == 1:
+            try:
+                rest = self._load_now(loads[0])
+            except BaseException:
+                del self.entries[loads[0].ident]
+                loads[0].publish()
+                raise
+        else:
+            rest = gather_all(self._load(entry) for entry in loads)
+        if rest is not None:
+            await self._loaded_later(loads, rest)
+        else:
+            loads[0].publish()
+
+    async def _loaded_later(self, loads: list[Entry], rest: Awaitable[Any]) -> None:
+        """Await the loads of ``loads``, then publish them; forget them all if one fails."""
+        try:
+            await rest
+        except BaseException:
+            for entry in loads:
+                del self.entries[entry.ident]
+                entry.publish()
+            raise
+        for entry in loads:
+            entry.publish()
+
+    def _bind_found(self, found: list[tuple[str, Any]]) -> list[Entry]:
+        """Bind the references found (other values are skipped); return the entries to load.
+
+        A new entry's references get its value from ``publish()`` once it is loaded.
+        """
         loads: list[Entry] = []
         entries = self.entries
         for path, ref in found:
+            if not isinstance(ref, ContextReference):
+                continue  # a reference field a step set to None
             private: Any = ref.__pydantic_private__
             bound = private["_entry"]
             if bound is not None and bound.session is self:
-                continue
-            ident = (ref.provider_id, ref.key)
+                continue  # bound already (or a second field holding the same object)
+            pointer = ref.__dict__
+            ident = (pointer["provider_id"], pointer["key"])
             entry = entries.get(ident)
             if entry is None:
                 provider = self.providers.get(ident[0])
@@ -213,12 +280,12 @@ class StateSession:
                     continue
                 entry = entries[ident] = Entry(self, ident, provider, path)
                 loads.append(entry)
-            # _bind, inline: hydration binds every reference of every run
+            else:
+                private["_value"] = entry.value
             private["_entry"] = entry
-            private["_value"] = entry.value
             private["_dirty"] = False
             entry.refs.append(ref)
-            if not ref.watch:
+            if not pointer["watch"]:
                 entry.watch = False
         return loads
 
@@ -229,10 +296,14 @@ class StateSession:
 
     def _load_now(self, entry: Entry) -> Awaitable[None] | None:
         """Load ``entry``: ``None`` if its provider answered at once, else what to await."""
-        versioned = self.is_versioned(entry.ident[0], entry.provider)
+        provider_id, key = entry.ident
         provider: Any = entry.provider
+        versioned = self._versioned.get(provider_id)
+        if versioned is None:
+            # One C call in the common case (the class answers): every run loads.
+            kind: Any = type(provider)
+            versioned = _class_has_versions(kind) or _has_versions(provider)
         try:
-            key = entry.ident[1]
             answered, result = at_once(
                 provider.load_versioned(key) if versioned else provider.load(key)
             )
@@ -240,7 +311,11 @@ class StateSession:
             raise self._load_error(entry, exc) from exc
         if not answered:
             return self._load_rest(entry, result, versioned)
-        self._loaded(entry, result, versioned)
+        if versioned:  # _loaded, inline: every run loads
+            entry.value, entry.version = result.value, result.version
+        else:
+            entry.value = result
+        entry.loaded = True
         return None
 
     async def _load_rest(self, entry: Entry, rest: Awaitable[Any], versioned: bool) -> None:
@@ -313,6 +388,7 @@ class StateSession:
             entry = self.entries[ident]
             entry.value = value
             entry.read, entry.digest = False, None  # a new object: hashed again if read
+            entry.reader = None
             entry.publish()
             self.staged[ident] = entry
 
@@ -324,6 +400,7 @@ class StateSession:
         """
         for entry in self.entries.values():
             entry.refs.clear()
+            entry.reader = None  # the run's lean scope holds the context: another cycle
         self.entries.clear()
         self.staged.clear()
         self.hydrated.clear()
@@ -355,16 +432,18 @@ class StateSession:
 
     def changed_in_place(self, context: BaseModel | None) -> list[Entry]:
         """Entries set outside any step, or changed in place since a step first read them."""
-        if context is not None:
+        if context is not None and self.held:  # else no reference of it can be dirty
             for _, ref in find_references(context):
                 private: Any = ref.__pydantic_private__
                 entry = private["_entry"]
                 if private["_dirty"] and entry is not None and entry.session is self:
                     entry.value = private["_value"]  # set() outside a run: the user's value
                     self.staged[entry.ident] = entry
-        changed = []
+        changed: list[Entry] = []
+        staged = self.staged
         for entry in self.entries.values():
-            if entry.ident in self.staged or not entry.read or entry.digest is None:
+            # No digest first: an unwatched value, or one no step read, is never compared.
+            if entry.digest is None or not entry.read or entry.ident in staged:
                 continue
             if self.digest(entry.value) == entry.digest:
                 continue
@@ -375,4 +454,4 @@ class StateSession:
                 )
                 continue
             changed.append(entry)
-        return [*self.staged.values(), *changed]
+        return [*staged.values(), *changed] if staged else changed
