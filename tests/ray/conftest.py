@@ -63,9 +63,6 @@ def cluster_env(temp_dir: Path) -> dict[str, str]:
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(token),
-        # On SIGTERM `ray start --block` otherwise asks the GCS to drain its node and waits
-        # up to 30 s for it: a test cluster has nothing to drain.
-        "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
         # Workers import the test modules' step functions, and flujo from this tree.
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(
             os.pathsep
@@ -160,11 +157,9 @@ def _start_head(
 
 
 def _stop(head: subprocess.Popen[bytes]) -> None:
-    """Stop the head and everything it started, by its own pid and process group."""
-    # `ray start --block` stops its children on SIGTERM; signalling its whole group at once
-    # would kill the GCS under the raylet's feet.
+    """Stop the head and everything it started, by its own process group."""
     with contextlib.suppress(ProcessLookupError):
-        head.send_signal(signal.SIGTERM)
+        os.killpg(head.pid, signal.SIGTERM)
     try:
         head.wait(timeout=20)
     except subprocess.TimeoutExpired:
@@ -187,6 +182,8 @@ class TwoNodes:
     def add_worker(self) -> None:
         """Start a new worker node (after a test removed the last one)."""
         self.worker = self.cluster.add_node(**_node_args())
+        # Until the GCS has marked the removed node dead, Ray may still place work on it.
+        self.cluster.wait_for_nodes()
 
 
 def _node_args() -> dict[str, Any]:

@@ -107,33 +107,3 @@ async def test_a_step_whose_node_is_removed_fails_with_worker_lost_error(
     assert time.monotonic() - lost_at < 30, "the loss was reported, not waited out"
     assert [p.name for p in tmp_path.iterdir()] == ["attempt-1"], "it did not run again"
     backend.close()
-
-
-async def test_a_retry_with_no_node_to_run_on_ends_at_the_steps_deadline(
-    ray_two_nodes: TwoNodes, tmp_path: Path
-) -> None:
-    # The head's CPU stays held: once the worker node is gone, the retry has nowhere to go.
-    holder = _hold_cpu_of(ray_two_nodes.head_node_id)
-    backend = RayExecutionBackend(on_worker_lost="retry")
-    step = Step.from_callable(where, name="where", timeout_s=3.0)
-    runner = Flujo(step, backend=backend, persist_state=False)
-    run = asyncio.ensure_future(runner.run_async(str(tmp_path)))
-    first = tmp_path / "attempt-1"
-    deadline = time.monotonic() + 60
-    while not first.exists():
-        assert time.monotonic() < deadline, "the step did not start on the cluster"
-        await asyncio.sleep(0.05)
-    await asyncio.to_thread(
-        ray_two_nodes.cluster.remove_node, ray_two_nodes.worker, allow_graceful=False
-    )
-    lost_at = time.monotonic()
-    result = await asyncio.wait_for(run, 60)
-
-    assert not result.success
-    assert "StepTimeoutError" in (result.feedback or ""), result.feedback
-    assert time.monotonic() - lost_at < 30, "the waiting retry was stopped at its budget"
-    assert [p.name for p in tmp_path.iterdir()] == ["attempt-1"]
-    import ray
-
-    ray.kill(holder)
-    backend.close()
