@@ -75,6 +75,87 @@ async def test_tables_made_before_pending_steps_get_the_column() -> None:
         await backend.checkpoint(make_step("old", 1, pending=True))
         loaded = await backend.load_run("old")
         assert loaded is not None and loaded.step_index == 1
+        # The old table's foreign key is gone, and a deleted run still takes its steps.
+        assert await _foreign_keys(dsn) == 0
+        await backend.delete_run("old")
+        assert list(await backend.load_steps("old")) == []
+    finally:
+        await backend.close()
+
+
+async def _foreign_keys(dsn: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT COUNT(*) FROM pg_constraint"
+            " WHERE conrelid = to_regclass('flujo_steps') AND contype = 'f'"
+        )
+        return count
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("replace", [False, True])
+async def test_steps_left_without_a_header_do_not_join_a_new_run_of_their_id(
+    replace: bool,
+) -> None:
+    # Without a foreign key a stale owner's checkpoint can land after its run was
+    # deleted; a new run of that id must start with no steps all the same.
+    backend = PostgresBackend(await postgres_dsn())
+    try:
+        await backend.create_run(make_run("r"))
+        await backend.delete_run("r")
+        await backend.checkpoint(make_step("r", 0))  # the stale owner's, after the delete
+        await backend.checkpoint(make_step("r", 1))
+        await backend.create_run(make_run("r"), replace=replace)
+        assert list(await backend.load_steps("r")) == []
+        loaded = await backend.load_run("r")
+        assert loaded is not None and loaded.step_index == 0
+    finally:
+        await backend.close()
+
+
+async def test_replacing_a_run_deletes_its_steps() -> None:
+    backend = PostgresBackend(await postgres_dsn())
+    try:
+        await backend.create_run(make_run("r", status="failed"))
+        await backend.checkpoint(make_step("r", 0))
+        await backend.create_run(make_run("r"), replace=True)
+        assert list(await backend.load_steps("r")) == []
+    finally:
+        await backend.close()
+
+
+async def test_a_record_another_backend_wrote_pending_is_committed_in_place() -> None:
+    # This backend never saw the pending record (a resume in another process): its
+    # plain insert meets the stored one and replaces it instead.
+    dsn = await postgres_dsn()
+    first, second = PostgresBackend(dsn), PostgresBackend(dsn)
+    try:
+        await first.create_run(make_run("r"))
+        await first.checkpoint(make_step("r", 0, pending=True, result=b'{"p": 1}'))
+        committed = make_step("r", 0, result=b'{"p": 2}')
+        await second.checkpoint(committed)
+        assert list(await first.load_steps("r")) == [committed]
+        loaded = await first.load_run("r")
+        assert loaded is not None and loaded.step_index == 1
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_prune_deletes_the_steps_of_the_runs_it_deletes() -> None:
+    backend = PostgresBackend(await postgres_dsn())
+    try:
+        await backend.create_run(make_run("old", status="completed", updated_at=10.0))
+        await backend.checkpoint(make_step("old", 0))
+        await backend.create_run(make_run("new", status="completed", updated_at=5000.0))
+        await backend.checkpoint(make_step("new", 0))
+        assert await backend.prune(older_than=100.0, statuses=["completed"]) == 1
+        assert list(await backend.load_steps("old")) == []
+        assert [s.index for s in await backend.load_steps("new")] == [0]
     finally:
         await backend.close()
 

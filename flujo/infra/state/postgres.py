@@ -37,9 +37,12 @@ from flujo.infra.providers.postgres import (
 from flujo.infra.state.postgres_sql import (
     CREATE_RUN,
     CURRENT_RUN,
+    DELETE_RUN,
     INSERT_NEW_RUN,
     INSERT_STEP,
     LEASE,
+    NEW_STEP,
+    PRUNE,
     SCHEMA,
     UPDATE_OWNED_RUN,
     UPSERT_RUN,
@@ -53,6 +56,30 @@ if TYPE_CHECKING:
 __all__ = ["PostgresBackend"]
 
 R = TypeVar("R")
+
+_UNIQUE_VIOLATION = "23505"
+"""The SQLSTATE of a duplicate key (asyncpg's ``UniqueViolationError``)."""
+
+_PENDING_KEPT = 4096
+"""At most this many pending records remembered (see ``PostgresBackend._pending``)."""
+
+
+def _insert(args: tuple[object, ...]) -> Callable[[asyncpg.Connection], Awaitable[object]]:
+    """Write a step record by a plain insert; where the step has one already, replace it.
+
+    The upsert costs 10-15 µs more than the insert on every checkpoint, while a record
+    is replaced only when a step runs again (a resume, a failed loop's retry).
+    """
+
+    async def insert(conn: asyncpg.Connection) -> object:
+        try:
+            return await conn.execute(NEW_STEP, *args)
+        except Exception as exc:
+            if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
+                raise
+        return await conn.execute(INSERT_STEP, *args)
+
+    return insert
 
 
 def _fields(row: Any) -> dict[str, object]:
@@ -87,6 +114,9 @@ class PostgresBackend:
         # A lane's connection is its pool's: terminating the pool drops it with the rest.
         self._lanes: PerLoop[Lane] = PerLoop(self._open_lane, close_lane)
         self._tables_made = False
+        # Records this backend wrote pending, whose committed record replaces them: that
+        # write goes straight to the upsert rather than failing the plain insert first.
+        self._pending: set[tuple[str, int]] = set()
 
     async def _open(self) -> asyncpg.Pool:
         try:
@@ -253,12 +283,21 @@ class PostgresBackend:
             await self._not_held(run.run_id, None)
 
     async def checkpoint(self, step: StepRecord) -> None:
-        """Append the step record: one row."""
-        args = step_row(step)
-        await self._run(
-            f"checkpoint of run {step.run_id!r} at step {step.index}",
-            lambda p: p.execute(INSERT_STEP, *args),
-        )
+        """Append the step record: one row (replacing a record the step had, if any)."""
+        args, ident = step_row(step), (step.run_id, step.index)
+        pending = self._pending
+        if step.pending:
+            if len(pending) >= _PENDING_KEPT:
+                pending.clear()  # forgotten ones take the insert's fallback: still correct
+            pending.add(ident)
+        elif ident in pending:
+            pending.discard(ident)
+            await self._run(
+                f"checkpoint of run {step.run_id!r} at step {step.index}",
+                lambda p: p.execute(INSERT_STEP, *args),
+            )
+            return
+        await self._run(f"checkpoint of run {step.run_id!r} at step {step.index}", _insert(args))
 
     async def load_run(self, run_id: str) -> RunRecord | None:
         """Return the run header or ``None``."""
@@ -294,20 +333,16 @@ class PostgresBackend:
         return listed(_fields(r) for r in rows)
 
     async def delete_run(self, run_id: str) -> None:
-        """Remove a run and its steps (the steps go by cascade)."""
-        await self._run(
-            f"deleting run {run_id!r}",
-            lambda p: p.execute("DELETE FROM flujo_runs WHERE run_id = $1", run_id),
-        )
+        """Remove a run and its steps (one statement)."""
+        await self._run(f"deleting run {run_id!r}", lambda p: p.execute(DELETE_RUN, run_id))
 
     async def prune(self, *, older_than: float, statuses: Sequence[RunStatus]) -> int:
         """Delete old runs in ``statuses``; return how many."""
         older_than, statuses = check_cutoff(older_than), check_statuses(statuses)
-        sql = "DELETE FROM flujo_runs WHERE updated_at < $1 AND status = ANY($2::text[])"
-        outcome = await self._run(
-            "pruning runs", lambda p: p.execute(sql, older_than, list(statuses))
+        pruned = await self._run(
+            "pruning runs", lambda p: p.fetchval(PRUNE, older_than, list(statuses))
         )
-        return int(str(outcome).rsplit(" ", 1)[-1])
+        return int(pruned)
 
     async def close(self) -> None:
         """Close the calling event loop's pool (the next call opens a new one); others stay."""
