@@ -19,7 +19,8 @@ _CANONICAL_NON_STR_KEYS = _CANONICAL | orjson.OPT_NON_STR_KEYS
 
 def _default(obj: Any) -> Any:
     if isinstance(obj, BaseModel):
-        return obj.model_dump(mode="json")
+        # model_dump(mode="json") is this call behind ~1.3 µs of keyword handling.
+        return type(obj).__pydantic_serializer__.to_python(obj, mode="json")
     if isinstance(obj, set | frozenset):
         return sorted(obj, key=repr)  # sorted so equal sets hash equally
     if isinstance(obj, tuple):

@@ -275,31 +275,48 @@ class RunState(Generic[ContextT]):
 
     def step_payload(
         self, result: StepResult, partial: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """Return the stored form of a top-level step's result."""
+    ) -> tuple[dict[str, Any], bytes | None]:
+        """Return the stored form of a top-level step's result, with its JSON if it has one.
+
+        The JSON is kept for the record: dumping the payload once to check it and
+        again to write it cost a few µs on every durable step.
+        """
         payload = result_payload(result)
         if partial is not None:
             payload["partial"] = partial  # a failed loop or map resumes after what it finished
         try:
-            self.parts.serializer.dumps(payload)
+            return payload, self.parts.serializer.dumps(payload)
         except (TypeError, ValueError):
             # UnstorableOutputError when the output cannot even be described.
             payload = storable_payload(payload, self.parts.serializer, result.name)
             self.json(result.output, f"the output of step {result.name!r}")  # warns once
-        return payload
+        return payload, None
 
     def recorder(
-        self, index: int, result: StepResult, context: bytes
+        self,
+        index: int,
+        result: StepResult,
+        context: bytes,
+        payload: dict[str, Any] | None = None,
+        payload_json: bytes | None = None,
     ) -> Callable[[dict[str, Any], bool], StepRecord]:
-        """Return how to make the record of the step at ``index`` from a payload."""
+        """Return how to make the record of the step at ``index`` from a payload.
 
-        def make(payload: dict[str, Any], pending: bool) -> StepRecord:
+        ``payload_json`` is ``payload`` as JSON already: a record of that very payload
+        uses it instead of dumping it again.
+        """
+
+        def make(body: dict[str, Any], pending: bool) -> StepRecord:
+            if body is payload and payload_json is not None:
+                stored = payload_json
+            else:
+                stored = self.json(body, f"the output of step {result.name!r}")
             return StepRecord(
                 run_id=self.run_id,
                 index=index,
                 name=result.name,
                 success=result.success,
-                result=self.json(payload, f"the output of step {result.name!r}"),
+                result=stored,
                 context=context,
                 recorded_at=self.parts.clock(),
                 pending=pending,
@@ -357,20 +374,21 @@ async def commit_result(
             return result
         partial = progress.last if progress is not None and not result.success else None
         try:
-            payload = run.step_payload(result, partial)
+            payload, payload_json = run.step_payload(result, partial)
         except UnstorableOutputError as exc:
             result, staged = exc.failed(result), []  # a failed step saves nothing it set()
             partial = progress.last if progress is not None else None
-            payload = run.step_payload(result, partial)
+            payload, payload_json = run.step_payload(result, partial)
         if progress is not None and progress.pending and not result.success:
             return result  # the pending record of its last commit is what a resume settles
         if index == run.start.index and run.start.settled is not None:
             payload["settled"] = run.start.settled  # how the caller resolved a pending step
+            payload_json = None  # dumped before the key was added
         if partial is not None and run.last_context is not None:
             context = run.last_context  # the context as the loop or map last committed it
         else:
             context = run.json(run.context, "the context")
-        make = run.recorder(index, result, context)
+        make = run.recorder(index, result, context, payload, payload_json)
         if not staged:
             # Kept until it lands: the end of the run tries it once more (see `unrecorded`).
             run.unrecorded = (result, make, payload)
