@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from flujo.application.core.awaiting import deadline
-from flujo.application.core.session import _VERSIONED_METHODS
+from flujo.application.core.hydration import _VERSIONED_METHODS
 from flujo.domain.interfaces import Versioned, VersionedStateProvider, Write
 
 

@@ -8,7 +8,7 @@ from flujo.domain.interfaces import StateProvider
 from flujo.domain.models import ContextReference
 
 if TYPE_CHECKING:
-    from flujo.application.core.session import StateSession
+    from flujo.application.core.hydration import Hydrator
 
 __all__ = ["Entry", "Key"]
 
@@ -36,7 +36,7 @@ class Entry:
     )
 
     def __init__(
-        self, session: StateSession, ident: Key, provider: StateProvider[Any], path: str
+        self, session: Hydrator, ident: Key, provider: StateProvider[Any], path: str
     ) -> None:
         self.session = session
         self.ident = ident
