@@ -16,7 +16,8 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from flujo.domain.errors import ReferenceNotHydratedError, StateCorruptError
+from flujo.domain.damaged_run import DamagedRun
+from flujo.domain.errors import ReferenceNotHydratedError
 from flujo.domain.state_access import ACCESS
 
 __all__ = [
@@ -395,26 +396,3 @@ class RunInfo(BaseModel):
     """The process driving the run now (its lease holder), if any."""
     lease_until: datetime | None = None
     """When the owner's lease expires unless it renews it (UTC)."""
-
-
-class DamagedRun(BaseModel):
-    """A stored run that cannot be read, as ``Flujo.list_runs`` reports it among the others.
-
-    ``get_run`` and ``resume_async`` of it raise the ``StateCorruptError`` it was made from.
-    """
-
-    model_config = ConfigDict(frozen=True, defer_build=True)
-
-    run_id: str
-    status: Literal["damaged"] = "damaged"
-    column: str
-    """The stored column that does not fit."""
-    found: str
-    """What the column holds, shortened."""
-    error: str
-    """The whole message of the ``StateCorruptError``."""
-
-    @classmethod
-    def from_error(cls, run_id: str, error: StateCorruptError) -> DamagedRun:
-        """Describe the run ``run_id`` that ``error`` was raised for."""
-        return cls(run_id=run_id, column=error.column, found=error.found, error=str(error))

@@ -24,10 +24,10 @@ from flujo.application.core.run_state import (
     RunPlan,
     RunStart,
     RunState,
-    commit_result,
     result_payload,
 )
 from flujo.application.core.scope import LeanAccess
+from flujo.application.core.step_checkpoint import commit_result
 from flujo.domain.dsl.step import HumanStep
 from flujo.domain.errors import PipelineAbortSignal, RunLeasedError, StateError
 from flujo.domain.events import (

@@ -7,13 +7,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from flujo.application.core.commit import commit_step, save_staged
+from flujo.application.core.commit import commit_step
 from flujo.application.core.control_flow import Progress
 from flujo.application.core.executor_core import ExecutorCore
 from flujo.application.core.lease import Lease, LeaseTerms
 from flujo.application.core.record_encoding import (
     UNSERIALIZABLE,
-    UnstorableOutputError,
     description,
     storable_payload,
 )
@@ -46,7 +45,6 @@ __all__ = [
     "RunPlan",
     "RunStart",
     "RunState",
-    "commit_result",
     "result_payload",
 ]
 
@@ -345,69 +343,3 @@ class RunState(Generic[ContextT]):
             ACCESS.reset(outside)
         if abort is not None:
             raise abort
-
-
-async def commit_result(
-    run: RunState[Any],
-    index: int,
-    step: Step[Any, Any],
-    result: StepResult,
-    progress: Progress | None,
-) -> StepResult:
-    """Save what the step staged and write its checkpoint, as one unit (see ``commit``).
-
-    A failed save fails the step: its result says why, and the record left says
-    which saves landed.
-    """
-    parts = run.parts
-    executor, state_backend = parts.executor, parts.state_backend
-    lease = run.lease
-    if lease is not None and not lease.fresh():
-        await lease.confirm()  # raises RunLeasedError: never commit over a run another took
-    session = executor.session
-    staged = session.take_staged() if result.success else []
-    writer = f"{run.run_id}/{index}"
-    try:
-        if state_backend is None:
-            if staged:
-                await save_staged(session, staged, writer, step.config, executor.backoff)
-            return result
-        partial = progress.last if progress is not None and not result.success else None
-        try:
-            payload, payload_json = run.step_payload(result, partial)
-        except UnstorableOutputError as exc:
-            result, staged = exc.failed(result), []  # a failed step saves nothing it set()
-            partial = progress.last if progress is not None else None
-            payload, payload_json = run.step_payload(result, partial)
-        if progress is not None and progress.pending and not result.success:
-            return result  # the pending record of its last commit is what a resume settles
-        if index == run.start.index and run.start.settled is not None:
-            payload["settled"] = run.start.settled  # how the caller resolved a pending step
-            payload_json = None  # dumped before the key was added
-        if partial is not None and run.last_context is not None:
-            context = run.last_context  # the context as the loop or map last committed it
-        else:
-            context = run.json(run.context, "the context")
-        make = run.recorder(index, result, context, payload, payload_json)
-        if not staged:
-            # Kept until it lands: the end of the run tries it once more (see `unrecorded`).
-            run.unrecorded = (result, make, payload)
-        await commit_step(
-            state_backend, make, payload, staged, session, writer, step.config, executor.backoff
-        )
-        run.unrecorded = None
-    except StateError as exc:
-        if not staged:
-            raise  # the checkpoint itself failed: the run cannot go on
-        return StepResult.trusted(
-            result.name,
-            None,
-            False,
-            result.attempts,
-            result.latency_s,
-            f"{type(exc).__name__}: {exc}",
-            result.cost_usd,
-            result.token_counts,
-            step_history=result.step_history,
-        )
-    return result
