@@ -38,6 +38,18 @@ def test_the_profiles_live_inside_the_package_so_every_wheel_holds_them() -> Non
         assert (PACKAGE / "profiles" / f"{name}.yaml").is_file(), name
 
 
+def test_a_clone_keeps_the_profiles_at_the_top_in_containers_as_links_to_the_shipped_ones() -> None:
+    # The layout DESIGN.md gives (containers/ at the top), with one copy of each file:
+    # a link into the package, so the two can never differ.
+    folder = PACKAGE.parent / "containers"
+    assert sorted(path.stem for path in folder.glob("*.yaml")) == shipped_profiles()
+    for path in folder.glob("*.yaml"):
+        assert path.is_symlink(), path
+        assert path.resolve() == (PACKAGE / "profiles" / path.name).resolve()
+        loaded = FlujoContainer.from_profile(path).settings()
+        assert loaded == FlujoContainer.from_profile(path.stem).settings()
+
+
 @pytest.mark.parametrize(
     ("profile", "backend"), [("testing", "memory"), ("default", "sqlite"), ("postgres", "postgres")]
 )
