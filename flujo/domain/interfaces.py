@@ -68,7 +68,7 @@ class StateProvider(Protocol[T]):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Versioned(Generic[T]):
     """A provider's value with the version it has and the writer that stored it."""
 
@@ -77,6 +77,16 @@ class Versioned(Generic[T]):
     """0 when nothing is stored under the key; each successful save adds 1."""
     writer: str | None = None
     """The ``writer`` tag of the save that stored it (flujo passes ``"run_id/step"``)."""
+
+    def __init__(self, value: T | None, version: int, writer: str | None = None) -> None:
+        # Through the slots' own descriptors: the frozen dataclass's __init__ calls
+        # object.__setattr__ per field, twice the cost, and every run's load makes one.
+        _VERSIONED_SET[0](self, value)
+        _VERSIONED_SET[1](self, version)
+        _VERSIONED_SET[2](self, writer)
+
+
+_VERSIONED_SET = tuple(vars(Versioned)[name].__set__ for name in ("value", "version", "writer"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,7 +108,8 @@ async def run_step(  # noqa: C901 - the attempt loop stays inline: one coroutine
     while True:
         done.attempts += 1
         if lean is not None:
-            lean.begin(step.name, context)
+            if lean.target is not context:  # LeanAccess.begin, inline: every managed step
+                lean.begin(step.name, context)
         elif scoped:
             scope = Scope(session, parent, step.name, context, isolate=isolate)
             token = ACCESS.set(scope)
@@ -201,7 +202,7 @@ def _committed(
     output: Any,
 ) -> None:
     """End a successful attempt: its scope committed, its span given what it spent."""
-    if lean is not None:
+    if lean is not None and lean.touched:  # LeanAccess.end, inline: every managed step
         scope = lean.end()
     if scope is not None:
         scope.commit()
