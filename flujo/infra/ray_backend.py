@@ -193,9 +193,13 @@ class RayExecutionBackend:
         budget = _budget(step)
         if budget is None:
             return await task  # type: ignore[no-any-return]
+        waiting = asyncio.ensure_future(_awaited(task))
         try:
-            return await asyncio.wait_for(asyncio.shield(_awaited(task)), budget)
+            return await asyncio.wait_for(asyncio.shield(waiting), budget)
         except TimeoutError:
+            # The stopped call still answers (ActorDiedError, TaskCancelledError) and
+            # nothing awaits it any more: its answer is taken, so it is not reported.
+            waiting.add_done_callback(_forget)
             if slot is None:
                 ray.cancel(task, force=True)
                 how = "its task was cancelled"
@@ -240,6 +244,12 @@ class RayExecutionBackend:
 
 async def _awaited(task: Any) -> Any:
     return await task
+
+
+def _forget(done: asyncio.Future[Any]) -> None:
+    """Take the outcome of a call the step gave up on (asyncio reports one never taken)."""
+    if not done.cancelled():
+        done.exception()
 
 
 def _budget(step: Step[Any, Any]) -> float | None:
