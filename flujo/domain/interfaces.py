@@ -10,6 +10,7 @@ from flujo.domain.models import StepResult
 from flujo.domain.run_store import (
     SCHEMA_VERSION,
     AtomicCheckpoints,
+    FinalCheckpoint,
     RunRecord,
     SharedAcrossLoops,
     StateBackend,
@@ -26,6 +27,7 @@ __all__ = [
     "AttributeValue",
     "CacheBackend",
     "ExecutionBackend",
+    "FinalCheckpoint",
     "Hasher",
     "RunBoundBackend",
     "RunRecord",

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SCHEMA_VERSION",
     "AtomicCheckpoints",
+    "FinalCheckpoint",
     "RunRecord",
     "SharedAcrossLoops",
     "StateBackend",
@@ -229,6 +230,23 @@ class AtomicCheckpoints(Protocol):
         self, step: StepRecord, writes: Sequence[tuple[object, Write[Any]]]
     ) -> list[int]:
         """Write ``step`` and every ``(provider, write)`` in one transaction; new versions."""
+        ...
+
+
+class FinalCheckpoint(Protocol):
+    """A ``StateBackend`` that writes a run's last step record and its final header together.
+
+    ``finish_run(step, run, owner=...)`` is ``checkpoint(step)`` then
+    ``save_run(run, owner=owner)`` as one atomic write: both land or neither does,
+    and with ``owner`` only while that owner holds the run's lease
+    (``RunLeasedError``, having written nothing). The engine uses it for the last
+    step of a run that saves nothing to a provider: one round trip (or commit)
+    less per run, and no moment where the last step is stored but the run is not
+    ended.
+    """
+
+    async def finish_run(self, step: StepRecord, run: RunRecord, *, owner: str | None) -> None:
+        """Append ``step`` and save the header ``run``, atomically (see the class)."""
         ...
 
 

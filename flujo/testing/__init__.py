@@ -35,6 +35,10 @@ do not enforce types, ``UntypedDamagedStateContract``) and supply a ``damage``
 fixture that writes a raw value into a stored column (see
 ``flujo.testing.damaged_state_contract``).
 
+A backend that offers ``finish_run`` (``FinalCheckpoint``: the last step record and the
+final header in one write) subclasses ``FinalCheckpointContract`` too (see
+``flujo.testing.final_checkpoint_contract``).
+
 A versioned provider subclasses ``VersionedStateProviderContract`` instead of
 ``StateProviderContract`` and supplies a ``provider_factory`` fixture too (see
 ``flujo.testing.versioned_provider_contract``).
@@ -58,6 +62,7 @@ if TYPE_CHECKING:
     from flujo.testing.faults import Faults, InjectedFault
     from flujo.testing.faulty_backend import FaultyAtomicBackend, FaultyStateBackend
     from flujo.testing.faulty_provider import FaultyProvider, FaultyVersionedProvider
+    from flujo.testing.final_checkpoint_contract import FinalCheckpointContract
     from flujo.testing.lease_contract import RunLeaseContract
     from flujo.testing.overrides import ProviderOverrides, in_memory_container, override_providers
     from flujo.testing.provider_contract import StateProviderContract
@@ -71,6 +76,7 @@ _HOMES = {
     "DamagedStateContract": "damaged_state_contract",
     "FakeClock": "deterministic",
     "FaultyAtomicBackend": "faulty_backend",
+    "FinalCheckpointContract": "final_checkpoint_contract",
     "FaultyProvider": "faulty_provider",
     "FaultyStateBackend": "faulty_backend",
     "FaultyVersionedProvider": "faulty_provider",
@@ -103,6 +109,7 @@ __all__ = [
     "FaultyProvider",
     "FaultyStateBackend",
     "FaultyVersionedProvider",
+    "FinalCheckpointContract",
     "InjectedFault",
     "Override",
     "ProviderOverrides",

@@ -11,11 +11,11 @@ from pydantic import Field
 from flujo import Flujo, PipelineContext, Step
 from flujo.containers import FlujoContainer
 from flujo.state import PostgresBackend
-from flujo.testing import StateBackendContract, make_run, make_step
+from flujo.testing import FinalCheckpointContract, StateBackendContract, make_run, make_step
 from tests.integration.postgres import postgres_dsn
 
 
-class TestPostgresBackend(StateBackendContract):
+class TestPostgresBackend(StateBackendContract, FinalCheckpointContract):
     @pytest.fixture
     async def dsn(self) -> str:
         return await postgres_dsn()  # each call starts from empty tables

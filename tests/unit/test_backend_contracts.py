@@ -11,16 +11,20 @@ import pytest
 
 from flujo.providers import InMemoryStateProvider, SQLiteStateProvider
 from flujo.state import InMemoryBackend, SQLiteBackend
-from flujo.testing import StateBackendContract, VersionedStateProviderContract
+from flujo.testing import (
+    FinalCheckpointContract,
+    StateBackendContract,
+    VersionedStateProviderContract,
+)
 
 
-class TestInMemoryBackend(StateBackendContract):
+class TestInMemoryBackend(StateBackendContract, FinalCheckpointContract):
     @pytest.fixture
     def backend(self) -> InMemoryBackend:
         return InMemoryBackend()
 
 
-class TestSQLiteBackend(StateBackendContract):
+class TestSQLiteBackend(StateBackendContract, FinalCheckpointContract):
     @pytest.fixture
     async def backend(self, tmp_path: Path) -> AsyncIterator[SQLiteBackend]:
         backend = SQLiteBackend(tmp_path / "nested" / "runs.db")

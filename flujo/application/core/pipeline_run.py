@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from flujo.application.core.control_flow import PROGRESS
 from flujo.application.core.lease import Lease
@@ -38,6 +38,7 @@ from flujo.domain.events import (
     StepFinished,
     StepStarted,
 )
+from flujo.domain.interfaces import FinalCheckpoint
 from flujo.domain.models import PipelineContext, PipelineResult, RunStatus, StepResult
 from flujo.domain.state_access import ACCESS
 
@@ -316,6 +317,11 @@ async def _write_end(
     plan, parts, start = run.plan, run.parts, run.start
     state_backend, lease = parts.state_backend, run.lease
     writer = f"{start.run_id}/end@{parts.owner}"  # one tag per ending: a resume tells them apart
+    final, run.final = run.final, None
+    if final is not None and parts.executor.session.entries and state_backend is not None:
+        # A reference appeared after all: its saves below must follow the last record.
+        await state_backend.checkpoint(final[1](final[2], False))
+        final = None
     unsaved, error = await finish_saves(parts.executor.session, start.context, writer)
     if error is not None:
         cause = f"{type(error).__name__}: {error}"
@@ -330,7 +336,11 @@ async def _write_end(
     header = run.header(outcome.status, completed, outcome.error, outcome.pause_message, owed)
     owner = None if lease is None else lease.owner
     try:
-        await state_backend.save_run(header, owner=owner)
+        if final is not None:  # only held back when the backend is a FinalCheckpoint
+            record = final[1](final[2], False)
+            await cast(FinalCheckpoint, state_backend).finish_run(record, header, owner=owner)
+        else:
+            await state_backend.save_run(header, owner=owner)
         if outcome.status == "completed" and plan.delete_on_completion:
             await state_backend.delete_run(start.run_id)
     except StateError as exc:

@@ -156,6 +156,16 @@ class RunState(Generic[ContextT]):
         if that fails too, those changes are not saved (the step runs again on resume)."""
         self.last_context: bytes | None = None
         """The context as the running loop or map last committed it."""
+        self.final: Unrecorded | None = None
+        """The last step's record, held back to be written with the final header."""
+        backend = parts.state_backend
+        # FinalCheckpoint, by its method (no runtime-protocol isinstance per run). With
+        # hooks, StepFinished may look at the stored run: the last record goes first.
+        self.finishes = (
+            backend is not None
+            and not plan.hooks
+            and callable(getattr(backend, "finish_run", None))
+        )
         # Serialized only for a durable run: without a state backend nothing reads them.
         durable = parts.state_backend is not None
         self.input_json = start.input_json or b""

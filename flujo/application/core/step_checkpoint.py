@@ -62,6 +62,17 @@ async def commit_result(
         else:
             context = run.json(run.context, "the context")
         make = run.recorder(index, result, context, payload, payload_json)
+        if (
+            not staged
+            and run.finishes
+            and result.success
+            and index == len(run.plan.pipeline.steps) - 1
+            and not session.entries
+        ):
+            # The last step, and nothing referenced (so nothing to save at the end): its
+            # record is written with the final header (FinalCheckpoint), one write less.
+            run.final = (result, make, payload)
+            return result
         if not staged:
             # Kept until it lands: the end of the run tries it once more (see `unrecorded`).
             run.unrecorded = (result, make, payload)

@@ -106,6 +106,14 @@ class InMemoryBackend:
         with self._lock:
             self._steps.setdefault(step.run_id, {})[step.index] = step
 
+    async def finish_run(self, step: StepRecord, run: RunRecord, *, owner: str | None) -> None:
+        """Append the last step record and save the final header, atomically."""
+        with self._lock:
+            if owner is not None:
+                self._held(run.run_id, owner, run.updated_at)  # raises before either lands
+            self._steps.setdefault(step.run_id, {})[step.index] = step
+            self._runs[run.run_id] = run
+
     async def load_run(self, run_id: str) -> RunRecord | None:
         """Return the run header or ``None``."""
         with self._lock:

@@ -38,6 +38,7 @@ from flujo.infra.state.postgres_sql import (
     CREATE_RUN,
     CURRENT_RUN,
     DELETE_RUN,
+    FINISH_OWNED_RUN,
     INSERT_NEW_RUN,
     INSERT_STEP,
     LEASE,
@@ -298,6 +299,26 @@ class PostgresBackend:
             )
             return
         await self._run(f"checkpoint of run {step.run_id!r} at step {step.index}", _insert(args))
+
+    async def finish_run(self, step: StepRecord, run: RunRecord, *, owner: str | None) -> None:
+        """Append the last step record and save the final header: one statement."""
+        what = f"finishing run {run.run_id!r} at step {step.index}"
+        header, record = run_row(run), step_row(step)
+        self._pending.discard((step.run_id, step.index))
+        if owner is None:
+
+            async def both(conn: asyncpg.Connection) -> None:
+                async with conn.transaction():
+                    await conn.execute(UPSERT_RUN, *header)
+                    await conn.execute(INSERT_STEP, *record)
+
+            await self._run(what, both)
+            return
+        finished = await self._run(
+            what, lambda c: c.fetchval(FINISH_OWNED_RUN, *header, owner, *record)
+        )
+        if not finished:
+            await self._not_held(run.run_id, None)
 
     async def load_run(self, run_id: str) -> RunRecord | None:
         """Return the run header or ``None``."""

@@ -11,6 +11,7 @@ __all__ = [
     "CREATE_RUN",
     "CURRENT_RUN",
     "DELETE_RUN",
+    "FINISH_OWNED_RUN",
     "INSERT_NEW_RUN",
     "INSERT_STEP",
     "LEASE",
@@ -147,6 +148,19 @@ INSERT_STEP = (
     " name = EXCLUDED.name, success = EXCLUDED.success, result = EXCLUDED.result,"
     " context = EXCLUDED.context, recorded_at = EXCLUDED.recorded_at,"
     " pending = EXCLUDED.pending"
+)
+# The last step record and the final header as one statement (one round trip, atomic):
+# the header is written only while the owner ($N+1) holds the run, and the record only
+# with it. Parameters: the header's fields, the owner, then the record's fields.
+_STEP_TYPES = ("text", "int", "text", "boolean", "bytea", "bytea", "double precision", "boolean")
+FINISH_OWNED_RUN = (
+    f"WITH run AS ({UPDATE_OWNED_RUN} RETURNING 1),"
+    " step AS (INSERT INTO flujo_steps"
+    " (run_id, idx, name, success, result, context, recorded_at, pending) SELECT "
+    + ", ".join(f"${_N + 2 + i}::{kind}" for i, kind in enumerate(_STEP_TYPES))
+    + " WHERE EXISTS (SELECT 1 FROM run)"
+    + INSERT_STEP[INSERT_STEP.index(" ON CONFLICT") :]
+    + ") SELECT EXISTS (SELECT 1 FROM run)"
 )
 # A run and its steps, in one statement.
 DELETE_RUN = (

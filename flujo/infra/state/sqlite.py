@@ -271,6 +271,26 @@ class SQLiteBackend:
             quick=True,
         )
 
+    async def finish_run(self, step: StepRecord, run: RunRecord, *, owner: str | None) -> None:
+        """Append the last step record and save the final header in one transaction."""
+        record, header = _step_row(step), run_row(run)
+
+        def finish(conn: sqlite3.Connection) -> bool:
+            if owner is None:
+                conn.execute(_UPSERT_RUN, header)
+            elif not conn.execute(_UPDATE_OWNED_RUN, (*header[1:], run.run_id, owner)).rowcount:
+                return False  # not the lease holder: the record is not written either
+            conn.execute(_INSERT_STEP, record)
+            return True
+
+        finished = await self._run(
+            f"finishing run {run.run_id!r} at step {step.index}",
+            lambda c: in_transaction(c, finish),
+            quick=True,
+        )
+        if not finished:
+            await self._not_held(run.run_id)
+
     async def load_run(self, run_id: str) -> RunRecord | None:
         """Return the run header or ``None``."""
         sql = f"{_CURRENT_RUN} WHERE r.run_id = ?"
