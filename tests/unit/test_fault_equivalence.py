@@ -22,7 +22,7 @@ from pydantic import Field
 
 from flujo import ContextReference, Flujo, Pipeline, PipelineContext, Step
 from flujo.domain.errors import StateConflictError
-from flujo.domain.interfaces import StepRecord, Versioned, Write
+from flujo.domain.interfaces import RunRecord, StepRecord, Versioned, Write
 from flujo.domain.reducers import append
 from flujo.state import InMemoryBackend
 from tests.unit.test_state_providers_integration import memory_container
@@ -110,6 +110,11 @@ class CrashingBackend(InMemoryBackend):
         if not self.faults.crash_in_save:
             self.faults.tick()
         await super().checkpoint(step)
+
+    async def finish_run(self, step: StepRecord, run: RunRecord, *, owner: str | None) -> None:
+        if not self.faults.crash_in_save:
+            self.faults.tick()  # the last record, written with the final header
+        await super().finish_run(step, run, owner=owner)
 
 
 # -- the pipelines ---------------------------------------------------------------------------
