@@ -101,6 +101,7 @@ TESTING_ALL = [
     "FaultyProvider",
     "FaultyStateBackend",
     "FaultyVersionedProvider",
+    "FinalCheckpointContract",
     "InjectedFault",
     "Override",
     "ProviderOverrides",
