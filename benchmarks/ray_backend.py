@@ -13,9 +13,9 @@ Figures:
       concurrency 2, against the same number of raw Ray tasks (all submitted,
       two CPUs): throughput as a share of raw (target: >= 85%);
   (3) with ``FLUJO_TEST_PG_DSN`` set: a PostgreSQL checkpoint per step (a 20-step
-      in-process pipeline on the PostgreSQL backend, run time / 20: the run's
-      header, lease and final status included) against one raw asyncpg INSERT
-      round trip of a row of the same shape (target: <= 1.5x).
+      in-process pipeline on the PostgreSQL backend with a new run id per run,
+      run time / 20: the run's header, lease and final status included) against
+      one raw asyncpg INSERT round trip of a row of the same shape (target: <= 1.5x).
 
 Run: ``.venv/bin/python benchmarks/ray_backend.py [--quick]``.
 Exit status 0 whether or not the targets are met; 1 only when a run breaks.
@@ -160,12 +160,16 @@ async def postgres_vs_raw(dsn: str, repeats: int) -> tuple[Figures, Figures]:
         " PRIMARY KEY (run_id, idx))"
     )
     body = b"x" * 200
+    # New run ids, as a user's runs have (no replace: that path also deletes a stored run);
+    # deleted at the end, so a database kept between runs does not grow.
+    prefix = f"bench-{os.getpid()}-{secrets.token_hex(4)}"
+    run_ids = [f"{prefix}-warm", *(f"{prefix}-{repeat}" for repeat in range(repeats))]
     try:
-        await runner.run_async(0, run_id="bench-warm", replace=True)
+        await runner.run_async(0, run_id=run_ids[0])
         flujo_times, raw_times = [], []
         for repeat in range(repeats):
             start = time.perf_counter()
-            result = await runner.run_async(0, run_id=f"bench-{repeat}", replace=True)
+            result = await runner.run_async(0, run_id=run_ids[repeat + 1])
             flujo_times.append((time.perf_counter() - start) / STEPS)
             if not result.success:
                 raise RuntimeError(f"the durable run failed: {result.feedback}")
@@ -178,6 +182,8 @@ async def postgres_vs_raw(dsn: str, repeats: int) -> tuple[Figures, Figures]:
     finally:
         await conn.execute(f"DROP TABLE IF EXISTS {table}")
         await conn.close()
+        for run_id in run_ids:
+            await backend.delete_run(run_id)
         await runner.aclose()
     return Figures(tuple(flujo_times)), Figures(tuple(raw_times))
 
