@@ -345,3 +345,19 @@ async def test_two_backends_replacing_one_run_at_once_exactly_one_wins(schema: S
     finally:
         for b in racers:
             await b.close()
+
+
+async def test_pools_plan_once_per_statement_unless_the_dsn_says_otherwise(schema: Schema) -> None:
+    # Generic plans: the CTE statements are not planned again on every execution.
+    pool = await create_pool(schema.dsn, min_size=1, max_size=2)
+    try:
+        assert await pool.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+    finally:
+        await pool.close()
+    chosen = await create_pool(
+        with_settings(schema.dsn, plan_cache_mode="auto"), min_size=1, max_size=2
+    )
+    try:
+        assert await chosen.fetchval("SHOW plan_cache_mode") == "auto"
+    finally:
+        await chosen.close()
