@@ -165,9 +165,9 @@ async def postgres_vs_raw(dsn: str, repeats: int) -> tuple[Figures, Figures]:
     table = f"bench_raw_{os.getpid()}"  # a real table (a temporary one skips the WAL)
     body = b"x" * 200
     await runner.run_async(0, run_id=run_ids[0])
-    # The connection the backend holds for this loop's statements (its `Lane`): private
-    # names, read here only so both sides of the ratio talk to one server process.
-    conn = (await backend._lanes.get())._conn
+    # The connection the backend's statements on this loop use (its `Lane`, a private
+    # name), read here only so both sides of the ratio talk to one server process.
+    conn = (await backend._lanes.get()).connection
     await conn.execute(
         f"CREATE TABLE {table} (run_id text, idx int, result bytea, context bytea,"
         " PRIMARY KEY (run_id, idx))"
@@ -180,7 +180,7 @@ async def postgres_vs_raw(dsn: str, repeats: int) -> tuple[Figures, Figures]:
             flujo_times.append((time.perf_counter() - start) / STEPS)
             if not result.success:
                 raise RuntimeError(f"the durable run failed: {result.feedback}")
-            if (await backend._lanes.get())._conn is not conn:
+            if (await backend._lanes.get()).connection is not conn:
                 raise RuntimeError("the backend changed connections: the ratio would mislead")
             start = time.perf_counter()
             for i in range(STEPS):

@@ -83,6 +83,24 @@ def _insert(args: tuple[object, ...]) -> Callable[[asyncpg.Connection], Awaitabl
     return insert
 
 
+def _upsert(args: tuple[object, ...]) -> Callable[[asyncpg.Connection], Awaitable[object]]:
+    """Write a step record that replaces the one the step has."""
+
+    async def upsert(conn: asyncpg.Connection) -> object:
+        return await conn.execute(INSERT_STEP, *args)
+
+    return upsert
+
+
+def _translated(what: str, exc: Exception) -> Exception:
+    """Return the error to raise for ``exc``: a ``StateBackendError`` for the server's."""
+    if isinstance(exc, OSError | TimeoutError):
+        return StateBackendError(f"{what} failed (PostgreSQL unreachable): {exc}")
+    if type(exc).__module__.startswith("asyncpg"):
+        return StateBackendError(f"{what} failed: {exc}")
+    return exc
+
+
 def _fields(row: Any) -> dict[str, object]:
     """Return an asyncpg record as a mapping of record field names to stored values."""
     values: dict[str, object] = dict(row.items())
@@ -205,12 +223,11 @@ class PostgresBackend:
     async def _run(self, what: str, fn: Callable[[asyncpg.Connection], Awaitable[R]]) -> R:
         try:
             return await (await self._lanes.get()).run(fn)
-        except (OSError, TimeoutError) as exc:
-            raise StateBackendError(f"{what} failed (PostgreSQL unreachable): {exc}") from exc
         except Exception as exc:
-            if type(exc).__module__.startswith("asyncpg"):
-                raise StateBackendError(f"{what} failed: {exc}") from exc
-            raise
+            translated = _translated(what, exc)
+            if translated is exc:
+                raise
+            raise translated from exc
 
     async def create_run(self, run: RunRecord, *, replace: bool = False) -> None:
         """Insert a new run's header; ``replace`` deletes a stored run of that id, atomically."""
@@ -287,18 +304,21 @@ class PostgresBackend:
         """Append the step record: one row (replacing a record the step had, if any)."""
         args, ident = step_row(step), (step.run_id, step.index)
         pending = self._pending
+        statement = _insert(args)
         if step.pending:
             if len(pending) >= _PENDING_KEPT:
                 pending.clear()  # forgotten ones take the insert's fallback: still correct
             pending.add(ident)
         elif ident in pending:
             pending.discard(ident)
-            await self._run(
-                f"checkpoint of run {step.run_id!r} at step {step.index}",
-                lambda p: p.execute(INSERT_STEP, *args),
-            )
-            return
-        await self._run(f"checkpoint of run {step.run_id!r} at step {step.index}", _insert(args))
+            statement = _upsert(args)
+        try:  # not through _run: its message is made only when the checkpoint fails
+            await (await self._lanes.get()).run(statement)
+        except Exception as exc:
+            translated = _translated(f"checkpoint of run {step.run_id!r} at step {step.index}", exc)
+            if translated is exc:
+                raise
+            raise translated from exc
 
     async def finish_run(self, step: StepRecord, run: RunRecord, *, owner: str | None) -> None:
         """Append the last step record and save the final header: one statement."""
