@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from flujo.application.core.factories import (
     BackendFactory,
     ExecutorFactory,
+    direct_clock,
     runner_container,
 )
 from flujo.application.core.lease import LeaseTerms
@@ -231,7 +232,7 @@ class Flujo(Generic[InT, OutT, ContextT]):
             state_backend=self._state_backend(),
             serializer=container.serializer(),
             telemetry=executor.telemetry,
-            clock=container.clock,
+            clock=direct_clock(container.clock),
             owner=container.owner_id(),
             lease=LeaseTerms(lease_s=state.lease_s, heartbeat_s=state.heartbeat_s),
         )

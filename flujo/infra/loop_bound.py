@@ -50,6 +50,11 @@ class PerLoop(Generic[T]):
         """How many event loops hold a value now."""
         return sum(1 for slot in list(self._slots.values()) if slot.value is not None)
 
+    def opened(self) -> T | None:
+        """Return the running loop's value if it has one (no coroutine: the common case)."""
+        slot = self._slots.get(asyncio.get_running_loop())
+        return None if slot is None else slot.value
+
     async def get(self) -> T:
         """Return the running loop's value, opening it if this loop has none."""
         loop = asyncio.get_running_loop()

@@ -48,28 +48,35 @@ class Lane:
         self._conn: Any = None  # the pool's proxy, handed back to it
         self._raw: Any = None  # the connection behind it, which statements use
         self._used = 0.0  # time.monotonic() of the held connection's last statement
-        self._lock = asyncio.Lock()
+        # Set while no statement (nor close) uses the held connection: a flag a statement
+        # flips, not a lock to acquire and release (a coroutine and a wake-up check each).
+        self._free = asyncio.Event()
+        self._free.set()
         # Holding a pool's only connection would stall every other user of the pool.
         self._holds = pool.get_max_size() > 1
 
-    async def run(self, fn: Callable[[Any], Awaitable[R]]) -> R:
-        """Return ``fn(connection)``: on the held connection, or a pooled one when it is busy."""
-        if not self._holds or self._lock.locked():
+    async def run(self, fn: Callable[..., Awaitable[R]], *args: Any) -> R:
+        """Return ``fn(connection, *args)``: on the held connection, or a pooled one if busy."""
+        free = self._free
+        if not self._holds or not free.is_set():
             async with self.pool.acquire() as conn:
-                return await fn(conn)
-        async with self._lock:
+                return await fn(conn, *args)
+        free.clear()
+        try:
             conn, now = self._raw, time.monotonic()
             if conn is None or now - self._used > self._stale_s or not _idle(conn):
                 conn = await self._take()
             self._used = now
             try:
-                return await fn(conn)
+                return await fn(conn, *args)
             except BaseException as exc:
                 if not (isinstance(exc, FlujoError) and _idle(conn)):
                     # The statement's own error matters more than a failed release.
                     with contextlib.suppress(Exception):
                         await self._give_back()
                 raise
+        finally:
+            free.set()
 
     @property
     def connection(self) -> Any:
@@ -94,8 +101,14 @@ class Lane:
 
     async def close(self) -> None:
         """Hand the held connection back to the pool (a later ``run`` takes one again)."""
-        async with self._lock:
+        free = self._free
+        while not free.is_set():  # a statement under way: it ends first
+            await free.wait()
+        free.clear()
+        try:
             await self._give_back()
+        finally:
+            free.set()
 
 
 def _unwrapped(proxy: Any) -> Any:

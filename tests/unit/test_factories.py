@@ -206,3 +206,22 @@ def test_configure_still_overrides_a_container_on_request() -> None:
     telemetry = RecordingTelemetry()
     ExecutorFactory(telemetry=telemetry).configure(container)
     assert container.executor().telemetry is telemetry
+
+
+def test_direct_clock_sees_through_a_plain_callable_and_keeps_any_other_provider() -> None:
+    from dependency_injector import providers
+
+    from flujo.application.core.factories import direct_clock
+
+    def tick() -> float:
+        return 7.0
+
+    plain = providers.Callable(tick)
+    assert direct_clock(plain) is tick
+    plain.override(providers.Callable(lambda: 8.0))
+    assert direct_clock(plain)() == 8.0  # the override, as it stands now
+    fixed = providers.Callable(tick)
+    fixed.override(providers.Object(9.0))
+    assert direct_clock(fixed) is fixed  # an Object: called through the provider
+    with_args = providers.Callable(max, 1.0, 2.0)
+    assert direct_clock(with_args) is with_args

@@ -600,6 +600,22 @@ async def test_clock_override_is_used_for_run_records() -> None:
     assert record.updated_at == 1234.5
 
 
+async def test_a_clock_function_override_stamps_records_from_the_next_run_on() -> None:
+    ticks = iter(range(1000, 2000))
+    async with _memory_runner(_pipeline()) as runner:
+        first = await runner.run_async(1)
+        runner.container.clock.override(providers.Callable(lambda: float(next(ticks))))
+        second = await runner.run_async(1)
+        runner.container.clock.reset_override()
+        third = await runner.run_async(1)
+        backend = runner.container.state_backend()
+        records = [await backend.load_steps(r.run_id) for r in (first, second, third)]
+    stamped = [step.recorded_at for step in records[1]]
+    assert all(1000 <= stamp < 2000 for stamp in stamped)
+    assert stamped == sorted(stamped)  # each record read the overriding clock anew
+    assert all(step.recorded_at > 1e9 for step in records[0] + records[2])  # the real clock
+
+
 async def test_telemetry_override_applies_from_the_next_run() -> None:
     runner = Flujo(_pipeline(), persist_state=False)
     await runner.run_async(1)

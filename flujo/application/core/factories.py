@@ -10,7 +10,7 @@ never changed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -32,9 +32,28 @@ __all__ = [
     "BackendFactory",
     "ExecutorFactory",
     "PartsLayer",
+    "direct_clock",
     "merge_registries",
     "runner_container",
 ]
+
+
+def direct_clock(clock: Callable[[], float]) -> Callable[[], float]:
+    """Return the function ``clock`` (a container's provider) calls, as overridden now.
+
+    A run reads its clock a few times per step, and a call through a provider costs
+    ~0.2 µs against ~0.05 µs for the function it calls. Only a plain ``Callable``
+    provider with no arguments is seen through; any other is kept as it is.
+    """
+    from dependency_injector import providers
+
+    active: Any = clock
+    while getattr(active, "last_overriding", None) is not None:
+        active = active.last_overriding
+    if type(active) is providers.Callable and not active.args and not active.kwargs:
+        provides: Callable[[], float] = active.provides
+        return provides
+    return clock
 
 
 def merge_registries(

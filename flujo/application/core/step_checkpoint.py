@@ -38,11 +38,11 @@ async def commit_result(
     if lease is not None and not lease.fresh():
         await lease.confirm()  # raises RunLeasedError: never commit over a run another took
     session = executor.session
-    staged = session.take_staged() if result.success else []
-    writer = f"{run.run_id}/{index}"
+    staged = session.take_staged() if result.success and session.staged else []
     try:
         if state_backend is None:
             if staged:
+                writer = f"{run.run_id}/{index}"
                 await save_staged(session, staged, writer, step.config, executor.backoff)
             return result
         partial = progress.last if progress is not None and not result.success else None
@@ -76,9 +76,13 @@ async def commit_result(
         if not staged:
             # Kept until it lands: the end of the run tries it once more (see `unrecorded`).
             run.unrecorded = (result, make, payload)
-        await commit_step(
-            state_backend, make, payload, staged, session, writer, step.config, executor.backoff
-        )
+            # commit_step's first case, inline: one coroutine less on every checkpoint.
+            await state_backend.checkpoint(make(payload, False))
+        else:
+            writer = f"{run.run_id}/{index}"
+            await commit_step(
+                state_backend, make, payload, staged, session, writer, step.config, executor.backoff
+            )
         run.unrecorded = None
     except StateError as exc:
         if not staged:

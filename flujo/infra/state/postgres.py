@@ -65,31 +65,23 @@ _PENDING_KEPT = 4096
 """At most this many pending records remembered (see ``PostgresBackend._pending``)."""
 
 
-def _insert(args: tuple[object, ...]) -> Callable[[asyncpg.Connection], Awaitable[object]]:
+async def _insert(conn: asyncpg.Connection, args: tuple[object, ...]) -> object:
     """Write a step record by a plain insert; where the step has one already, replace it.
 
     The upsert costs 10-15 µs more than the insert on every checkpoint, while a record
     is replaced only when a step runs again (a resume, a failed loop's retry).
     """
-
-    async def insert(conn: asyncpg.Connection) -> object:
-        try:
-            return await conn.execute(NEW_STEP, *args)
-        except Exception as exc:
-            if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
-                raise
-        return await conn.execute(INSERT_STEP, *args)
-
-    return insert
+    try:
+        return await conn.execute(NEW_STEP, *args)
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
+            raise
+    return await conn.execute(INSERT_STEP, *args)
 
 
-def _upsert(args: tuple[object, ...]) -> Callable[[asyncpg.Connection], Awaitable[object]]:
+async def _upsert(conn: asyncpg.Connection, args: tuple[object, ...]) -> object:
     """Write a step record that replaces the one the step has."""
-
-    async def upsert(conn: asyncpg.Connection) -> object:
-        return await conn.execute(INSERT_STEP, *args)
-
-    return upsert
+    return await conn.execute(INSERT_STEP, *args)
 
 
 def _translated(what: str, exc: Exception) -> Exception:
@@ -222,7 +214,7 @@ class PostgresBackend:
 
     async def _run(self, what: str, fn: Callable[[asyncpg.Connection], Awaitable[R]]) -> R:
         try:
-            return await (await self._lanes.get()).run(fn)
+            return await (self._lanes.opened() or await self._lanes.get()).run(fn)
         except Exception as exc:
             translated = _translated(what, exc)
             if translated is exc:
@@ -302,18 +294,18 @@ class PostgresBackend:
 
     async def checkpoint(self, step: StepRecord) -> None:
         """Append the step record: one row (replacing a record the step had, if any)."""
-        args, ident = step_row(step), (step.run_id, step.index)
-        pending = self._pending
-        statement = _insert(args)
+        args, pending = step_row(step), self._pending
+        statement = _insert
         if step.pending:
             if len(pending) >= _PENDING_KEPT:
                 pending.clear()  # forgotten ones take the insert's fallback: still correct
-            pending.add(ident)
-        elif ident in pending:
-            pending.discard(ident)
-            statement = _upsert(args)
+            pending.add((step.run_id, step.index))
+        elif pending and (step.run_id, step.index) in pending:
+            pending.discard((step.run_id, step.index))
+            statement = _upsert
         try:  # not through _run: its message is made only when the checkpoint fails
-            await (await self._lanes.get()).run(statement)
+            lane = self._lanes.opened() or await self._lanes.get()
+            await lane.run(statement, args)
         except Exception as exc:
             translated = _translated(f"checkpoint of run {step.run_id!r} at step {step.index}", exc)
             if translated is exc:
