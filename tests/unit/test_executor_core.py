@@ -366,3 +366,42 @@ async def test_exception_with_unprintable_message_does_not_escape() -> None:
     result = await _execute(ExecutorCore(), Step.from_callable(fails), 1)
     assert result.success is False
     assert result.feedback is not None and "Unprintable" in result.feedback
+
+
+async def _doubled(x: int) -> int:
+    await asyncio.sleep(0)
+    return x * 2
+
+
+def _hands_back_a_coroutine(x: int) -> Any:
+    """A sync callable whose output is an awaitable: the step's output is what it gives."""
+    return _doubled(x)
+
+
+class _Awaitable:
+    """An awaitable that is neither a coroutine nor of a type a step usually returns."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __await__(self) -> Any:
+        yield from asyncio.sleep(0).__await__()
+        return self.value
+
+
+@pytest.mark.parametrize("processed", [False, True])  # the plain call, and the attempt pipeline
+async def test_a_sync_step_returning_an_awaitable_gets_what_it_gives_and_plain_values_stay(
+    processed: bool,
+) -> None:
+    def with_config(fn: Any, name: str) -> Step[Any, Any]:
+        if processed:
+            return Step.from_callable(fn, name=name, output_processors=[lambda out: out])
+        return Step.from_callable(fn, name=name)
+
+    core = ExecutorCore()
+    coro = await core.execute(with_config(_hands_back_a_coroutine, "coro"), 4)
+    other = await core.execute(with_config(lambda x: _Awaitable(x + 1), "awaitable"), 4)
+    plain = await core.execute(with_config(lambda x: {"x": x}, "dict"), 4)
+    assert (coro.success, coro.output) == (True, 8)
+    assert (other.success, other.output) == (True, 5)
+    assert (plain.success, plain.output) == (True, {"x": 4})

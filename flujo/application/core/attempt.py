@@ -52,11 +52,11 @@ __all__ = ["Attempts", "isolates", "run_step"]
 _new_result = StepResult.trusted
 
 _FINAL = (ConfigurationError, UsageLimitExceededError, RunLeasedError)
+"""Failures a retry cannot mend (a lost lease: the run is another process's now)."""
 
 # What a sync step most often returns, told from an awaitable by one set lookup:
 # inspect.isawaitable asks the Awaitable ABC about any other type (~1 µs after I/O).
 _PLAIN = frozenset({type(None), bool, int, float, str, bytes, dict, list, tuple})
-"""Failures a retry cannot mend (a lost lease: the run is another process's now)."""
 
 
 def isolates(step: Step[Any, Any]) -> bool:
