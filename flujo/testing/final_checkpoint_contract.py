@@ -66,6 +66,20 @@ class FinalCheckpointContract:
         assert list(await backend.load_steps("again")) == [last]
 
     @pytest.mark.asyncio
+    async def test_finish_run_replaces_a_committed_record_of_the_last_step(
+        self, backend: StateBackend
+    ) -> None:
+        # A resumed run: its last step failed before, its record committed (not pending).
+        run = _running("rerun", owner="me")
+        await backend.create_run(run)
+        await backend.checkpoint(dataclasses.replace(make_step("rerun", 0), success=False))
+        last = dataclasses.replace(make_step("rerun", 0), result=b'{"second": true}')
+        ended = _ended(run, 1)
+        await _finishing(backend).finish_run(last, ended, owner="me")
+        assert list(await backend.load_steps("rerun")) == [last]
+        assert await backend.load_run("rerun") == ended
+
+    @pytest.mark.asyncio
     async def test_finish_run_without_an_owner_writes_both(self, backend: StateBackend) -> None:
         run = _running("free", owner=None)
         await backend.save_run(run)

@@ -38,16 +38,20 @@ from flujo.infra.state.postgres_sql import (
     CREATE_RUN,
     CURRENT_RUN,
     DELETE_RUN,
-    FINISH_OWNED_RUN,
     INSERT_NEW_RUN,
     INSERT_STEP,
     LEASE,
-    NEW_STEP,
     PRUNE,
     SCHEMA,
     UPDATE_OWNED_RUN,
     UPSERT_RUN,
     step_row,
+)
+from flujo.infra.state.postgres_writes import (
+    finish_new,
+    finish_replacing,
+    insert_step,
+    replace_step,
 )
 from flujo.infra.state.rows import listed, run_record, run_row, step_record
 
@@ -58,30 +62,8 @@ __all__ = ["PostgresBackend"]
 
 R = TypeVar("R")
 
-_UNIQUE_VIOLATION = "23505"
-"""The SQLSTATE of a duplicate key (asyncpg's ``UniqueViolationError``)."""
-
 _PENDING_KEPT = 4096
 """At most this many pending records remembered (see ``PostgresBackend._pending``)."""
-
-
-async def _insert(conn: asyncpg.Connection, args: tuple[object, ...]) -> object:
-    """Write a step record by a plain insert; where the step has one already, replace it.
-
-    The upsert costs 10-15 µs more than the insert on every checkpoint, while a record
-    is replaced only when a step runs again (a resume, a failed loop's retry).
-    """
-    try:
-        return await conn.execute(NEW_STEP, *args)
-    except Exception as exc:
-        if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
-            raise
-    return await conn.execute(INSERT_STEP, *args)
-
-
-async def _upsert(conn: asyncpg.Connection, args: tuple[object, ...]) -> object:
-    """Write a step record that replaces the one the step has."""
-    return await conn.execute(INSERT_STEP, *args)
 
 
 def _translated(what: str, exc: Exception) -> Exception:
@@ -295,14 +277,14 @@ class PostgresBackend:
     async def checkpoint(self, step: StepRecord) -> None:
         """Append the step record: one row (replacing a record the step had, if any)."""
         args, pending = step_row(step), self._pending
-        statement = _insert
+        statement = insert_step
         if step.pending:
             if len(pending) >= _PENDING_KEPT:
                 pending.clear()  # forgotten ones take the insert's fallback: still correct
             pending.add((step.run_id, step.index))
         elif pending and (step.run_id, step.index) in pending:
             pending.discard((step.run_id, step.index))
-            statement = _upsert
+            statement = replace_step
         try:  # not through _run: its message is made only when the checkpoint fails
             lane = self._lanes.opened() or await self._lanes.get()
             await lane.run(statement, args)
@@ -316,6 +298,7 @@ class PostgresBackend:
         """Append the last step record and save the final header: one statement."""
         what = f"finishing run {run.run_id!r} at step {step.index}"
         header, record = run_row(run), step_row(step)
+        replaces = (step.run_id, step.index) in self._pending  # its pending record
         self._pending.discard((step.run_id, step.index))
         if owner is None:
 
@@ -326,9 +309,8 @@ class PostgresBackend:
 
             await self._run(what, both)
             return
-        finished = await self._run(
-            what, lambda c: c.fetchval(FINISH_OWNED_RUN, *header, owner, *record)
-        )
+        finish = finish_replacing if replaces else finish_new
+        finished = await self._run(what, lambda c: finish(c, (*header, owner, *record)))
         if not finished:
             await self._not_held(run.run_id, None)
 
