@@ -16,7 +16,9 @@ Figures:
       in-process pipeline on the PostgreSQL backend with a new run id per run,
       run time / 20: the run's header, lease and final status included) against
       one raw asyncpg INSERT round trip of a row of the same shape (target: <= 1.5x),
-      60 repeats (30 in quick mode), the two sides taking turns to go first.
+      60 repeats (30 in quick mode), the two sides taking turns to go first; as
+      information, the same with a 100-step run, which spreads the run's own part
+      (its header, final statement and set-up) over five times the steps.
 
 Run: ``.venv/bin/python benchmarks/ray_backend.py [--quick]``.
 Exit status 0 whether or not the targets are met; 1 only when a run breaks.
@@ -37,6 +39,7 @@ from typing import Any
 from _harness import Figures, header, ms, parse_args, row, us
 
 STEPS = 20
+LONG_STEPS = 100
 SLEEP_S = 0.05
 RATIO_TARGET = 1.3
 THROUGHPUT_TARGET = 0.85
@@ -148,8 +151,8 @@ async def map_vs_raw(ray: Any, items: int, repeats: int) -> tuple[Figures, Figur
     return Figures(tuple(flujo_times)), Figures(tuple(raw_times))
 
 
-async def postgres_vs_raw(dsn: str, repeats: int) -> tuple[Figures, Figures]:
-    """Per step: a 20-step run on the PostgreSQL backend, and one raw INSERT round trip.
+async def postgres_vs_raw(dsn: str, repeats: int, steps: int = STEPS) -> tuple[Figures, Figures]:
+    """Per step: a ``steps``-step run on the PostgreSQL backend, and one raw INSERT round trip.
 
     The raw INSERTs run on the very connection the backend's checkpoints use. The
     round trip depends on the server process behind a connection: measured here, five
@@ -161,7 +164,7 @@ async def postgres_vs_raw(dsn: str, repeats: int) -> tuple[Figures, Figures]:
     from flujo.state import PostgresBackend
 
     backend = PostgresBackend(dsn)
-    pipeline = Pipeline([Step.from_callable(inc, name=f"s{i}") for i in range(STEPS)])
+    pipeline = Pipeline([Step.from_callable(inc, name=f"s{i}") for i in range(steps)])
     runner = Flujo(pipeline, state_backend=backend)
     # New run ids, as a user's runs have (no replace: that path also deletes a stored run);
     # deleted at the end, so a database kept between runs does not grow.
@@ -186,17 +189,17 @@ async def postgres_vs_raw(dsn: str, repeats: int) -> tuple[Figures, Figures]:
                 start = time.perf_counter()
                 if side == 0:
                     result = await runner.run_async(0, run_id=run_ids[repeat + 1])
-                    flujo_times.append((time.perf_counter() - start) / STEPS)
+                    flujo_times.append((time.perf_counter() - start) / steps)
                     if not result.success:
                         raise RuntimeError(f"the durable run failed: {result.feedback}")
                     if (await backend._lanes.get()).connection is not conn:
                         raise RuntimeError("the backend changed connections: no fair ratio")
                     continue
-                for i in range(STEPS):
+                for i in range(steps):
                     await conn.execute(
                         f"INSERT INTO {table} VALUES ($1, $2, $3, $4)", f"r{repeat}", i, body, body
                     )
-                raw_times.append((time.perf_counter() - start) / STEPS)
+                raw_times.append((time.perf_counter() - start) / steps)
     finally:
         await conn.execute(f"DROP TABLE IF EXISTS {table}")
         for run_id in run_ids:
@@ -247,6 +250,12 @@ def main() -> int:
         pairs = zip(pg[0].samples, pg[1].samples, strict=True)
         paired = statistics.median(f / r for f, r in pairs)
         print(f"  info: {len(pg[0].samples)} repeats; median of per-repeat ratios {paired:.2f}x")
+        # The run's own statements and set-up, spread over five times the steps: what a
+        # checkpoint costs once the per-run part is small (information, not the target).
+        long = asyncio.run(postgres_vs_raw(dsn, PG_REPEATS[args.quick], LONG_STEPS))
+        print(row(f"info: flujo per step of a {LONG_STEPS}-step run", long[0], us))
+        print(row("info: raw INSERT, beside it", long[1], us))
+        print(f"  info: {LONG_STEPS}-step ratio {long[0].median / long[1].median:.2f}x")
     else:
         print("\n(PostgreSQL figures: set FLUJO_TEST_PG_DSN to a database to measure them)")
     print()
