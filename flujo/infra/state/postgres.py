@@ -47,12 +47,7 @@ from flujo.infra.state.postgres_sql import (
     UPSERT_RUN,
     step_row,
 )
-from flujo.infra.state.postgres_writes import (
-    finish_new,
-    finish_replacing,
-    insert_step,
-    replace_step,
-)
+from flujo.infra.state.postgres_writes import CHECKPOINT, FINISH, write_record
 from flujo.infra.state.rows import listed, run_record, run_row, step_record
 
 if TYPE_CHECKING:
@@ -277,17 +272,17 @@ class PostgresBackend:
     async def checkpoint(self, step: StepRecord) -> None:
         """Append the step record: one row (replacing a record the step had, if any)."""
         args, pending = step_row(step), self._pending
-        statement = insert_step
+        replaces = False
         if step.pending:
             if len(pending) >= _PENDING_KEPT:
                 pending.clear()  # forgotten ones take the insert's fallback: still correct
             pending.add((step.run_id, step.index))
         elif pending and (step.run_id, step.index) in pending:
             pending.discard((step.run_id, step.index))
-            statement = replace_step
+            replaces = True
         try:  # not through _run: its message is made only when the checkpoint fails
             lane = self._lanes.opened() or await self._lanes.get()
-            await lane.run(statement, args)
+            await lane.run(write_record, args, CHECKPOINT, replaces)
         except Exception as exc:
             translated = _translated(f"checkpoint of run {step.run_id!r} at step {step.index}", exc)
             if translated is exc:
@@ -309,8 +304,9 @@ class PostgresBackend:
 
             await self._run(what, both)
             return
-        finish = finish_replacing if replaces else finish_new
-        finished = await self._run(what, lambda c: finish(c, (*header, owner, *record)))
+        finished = await self._run(
+            what, lambda c: write_record(c, (*header, owner, *record), FINISH, replaces)
+        )
         if not finished:
             await self._not_held(run.run_id, None)
 
